@@ -1,0 +1,1 @@
+//! Seeded sans-IO network link emulator for Carrier (work in progress).
