@@ -1,0 +1,228 @@
+//! Endpoint configuration, with the original's defaults where it had one, validated by
+//! [`EndpointConfig::validate`] (also called by [`Endpoint::new`](crate::Endpoint::new)).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ConfigError;
+use crate::traffic::{DefaultTrafficControlFactory, TrafficControlFactory};
+
+/// Smallest maximum datagram size Carrier works with (docs/protocol.md §4.6).
+pub const MIN_DATAGRAM_SIZE: usize = 256;
+/// Largest datagram size (a UDP payload over IPv4 without fragmentation limits).
+pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+/// The original's default datagram size (1,400 − 28 bytes of IP and UDP headers).
+pub const DEFAULT_DATAGRAM_SIZE: usize = 1_372;
+/// The original's cross-platform datagram size.
+pub const CROSS_PLATFORM_DATAGRAM_SIZE: usize = 1_236;
+/// The original's "full packets" datagram size (LAN only).
+pub const FULL_PACKET_DATAGRAM_SIZE: usize = 65_479;
+
+/// How the two sides' limits are agreed (docs/protocol.md §4.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsPolicy {
+    /// Use the smaller value of each pair (the default).
+    #[default]
+    UseSmaller,
+    /// Refuse the connection (`LimitsRefused`) unless both sides have the same limits.
+    RequireEqual,
+}
+
+/// Configuration of an [`Endpoint`](crate::Endpoint) and of all its connections.
+///
+/// ```
+/// use std::time::Duration;
+/// use carrier_proto::EndpointConfig;
+/// let config = EndpointConfig {
+///     channel_count: 4,
+///     connection_timeout: Duration::from_secs(10),
+///     ..EndpointConfig::default()
+/// };
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct EndpointConfig {
+    /// Application version checked by the default handshake (original default 1).
+    pub version: u32,
+    /// Channels per connection, 1..=255 (default 8; the original had 3 user channels).
+    pub channel_count: u8,
+    /// Largest message, bytes (default 1 MiB). Larger sends are refused with `TooLarge`.
+    pub max_message_size: usize,
+    /// Largest datagram the driver carries, bytes, 256..=65,507 (default 1,372).
+    pub max_datagram_size: usize,
+    /// Bytes of out-of-order reliable data this side buffers per connection (default 4 MiB,
+    /// docs/protocol.md §10). Must be at least `max_message_size`.
+    pub receive_window: usize,
+    /// Bytes of partial unreliable reassemblies buffered per connection (default
+    /// 2 × `max_message_size`).
+    pub unreliable_reassembly_budget: usize,
+    /// Bytes of messages a connection may hold queued for sending (default 16 MiB); past it
+    /// `send` answers `QueueFull`.
+    pub max_queued_bytes: usize,
+    /// How limits are agreed with the peer.
+    pub limits_policy: LimitsPolicy,
+    /// Most connections accepted from peers (default unlimited); more are refused with
+    /// `ServerFull`.
+    pub max_connections: usize,
+    /// Nothing heard for this long → `Disconnect(BadConnection)` (default 5,000 ms).
+    pub connection_timeout: Duration,
+    /// How long connecting may take (default `None`: the handshake's own timeout, else
+    /// `connection_timeout`).
+    pub handshake_timeout: Option<Duration>,
+    /// Whether timeouts disconnect (default true; false only for debugging: dead peers then stay
+    /// connected). Can be changed at runtime with `Endpoint::set_timeouts_enabled`.
+    pub timeouts_enabled: bool,
+    /// First connect-request retry interval (default 10 ms).
+    pub retry_interval_base: Duration,
+    /// Cap of the connect-request retry interval (default 1,000 ms).
+    pub retry_interval_max: Duration,
+    /// An idle connection sends a keep-alive after this long without sending (default 100 ms).
+    pub keep_alive_interval: Duration,
+    /// Longest this side delays an acknowledgement (default 5 ms).
+    pub max_ack_delay: Duration,
+    /// How long a closing connection resends its DISCONNECT (default 500 ms).
+    pub linger: Duration,
+    /// How long a connect cookie stays valid (default 10 s).
+    pub cookie_lifetime: Duration,
+    /// Most ranges an ACK frame carries (default 32).
+    pub max_ack_ranges: usize,
+    /// Creates the traffic control of each connection.
+    pub traffic_control: Arc<dyn TrafficControlFactory>,
+    /// First packet number and first message sequence of every stream (default 0). Both sides
+    /// must agree; tests set it near 2^32 to exercise wrap-around.
+    #[doc(hidden)]
+    pub initial_sequence: u64,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            version: 1,
+            channel_count: 8,
+            max_message_size: 1 << 20,
+            max_datagram_size: DEFAULT_DATAGRAM_SIZE,
+            receive_window: 4 << 20,
+            unreliable_reassembly_budget: 2 << 20,
+            max_queued_bytes: 16 << 20,
+            limits_policy: LimitsPolicy::UseSmaller,
+            max_connections: usize::MAX,
+            connection_timeout: Duration::from_millis(5_000),
+            handshake_timeout: None,
+            timeouts_enabled: true,
+            retry_interval_base: Duration::from_millis(10),
+            retry_interval_max: Duration::from_millis(1_000),
+            keep_alive_interval: Duration::from_millis(100),
+            max_ack_delay: Duration::from_millis(5),
+            linger: Duration::from_millis(500),
+            cookie_lifetime: Duration::from_secs(10),
+            max_ack_ranges: 32,
+            traffic_control: Arc::new(DefaultTrafficControlFactory::default()),
+            initial_sequence: 0,
+        }
+    }
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("version", &self.version)
+            .field("channel_count", &self.channel_count)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_datagram_size", &self.max_datagram_size)
+            .field("receive_window", &self.receive_window)
+            .field("max_connections", &self.max_connections)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("traffic_control", &self.traffic_control)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointConfig {
+    /// Checks every field; the error names the first invalid one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |field: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError::new(field, "must be greater than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        if self.channel_count == 0 {
+            return Err(ConfigError::new("channel_count", "must be at least 1"));
+        }
+        if self.max_message_size == 0 || self.max_message_size > (1 << 30) {
+            return Err(ConfigError::new(
+                "max_message_size",
+                format!("must be in 1..=1 GiB, got {}", self.max_message_size),
+            ));
+        }
+        if !(MIN_DATAGRAM_SIZE..=MAX_DATAGRAM_SIZE).contains(&self.max_datagram_size) {
+            return Err(ConfigError::new(
+                "max_datagram_size",
+                format!(
+                    "must be in {MIN_DATAGRAM_SIZE}..={MAX_DATAGRAM_SIZE}, got {}",
+                    self.max_datagram_size
+                ),
+            ));
+        }
+        if self.receive_window < self.max_message_size {
+            return Err(ConfigError::new(
+                "receive_window",
+                format!(
+                    "({}) must be at least max_message_size ({})",
+                    self.receive_window, self.max_message_size
+                ),
+            ));
+        }
+        if self.unreliable_reassembly_budget == 0 {
+            return Err(ConfigError::new(
+                "unreliable_reassembly_budget",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_queued_bytes < self.max_message_size {
+            return Err(ConfigError::new(
+                "max_queued_bytes",
+                format!(
+                    "({}) must be at least max_message_size ({})",
+                    self.max_queued_bytes, self.max_message_size
+                ),
+            ));
+        }
+        positive("connection_timeout", self.connection_timeout)?;
+        if let Some(t) = self.handshake_timeout {
+            positive("handshake_timeout", t)?;
+        }
+        positive("retry_interval_base", self.retry_interval_base)?;
+        if self.retry_interval_max < self.retry_interval_base {
+            return Err(ConfigError::new(
+                "retry_interval_max",
+                "must not be below retry_interval_base",
+            ));
+        }
+        positive("keep_alive_interval", self.keep_alive_interval)?;
+        if self.keep_alive_interval >= self.connection_timeout {
+            return Err(ConfigError::new(
+                "keep_alive_interval",
+                "must be below connection_timeout, or a live peer would time out",
+            ));
+        }
+        if self.max_ack_delay > Duration::from_millis(1_000) {
+            return Err(ConfigError::new(
+                "max_ack_delay",
+                "must be at most 1,000 ms",
+            ));
+        }
+        positive("cookie_lifetime", self.cookie_lifetime)?;
+        if self.max_ack_ranges == 0 || self.max_ack_ranges > 256 {
+            return Err(ConfigError::new("max_ack_ranges", "must be in 1..=256"));
+        }
+        Ok(())
+    }
+
+    /// The handshake timeout in effect when the handshake has none of its own.
+    pub fn effective_handshake_timeout(&self) -> Duration {
+        self.handshake_timeout.unwrap_or(self.connection_timeout)
+    }
+}

@@ -1,0 +1,589 @@
+//! One connection: its lifecycle (docs/protocol.md §4, §12), the send and receive sides, the
+//! acknowledgement state and the traffic control.
+//!
+//! Connections are owned and driven by an [`Endpoint`](crate::Endpoint); the application reads
+//! them through [`Endpoint::connection`](crate::Endpoint::connection). The input half lives in
+//! `receive.rs`, the output half in `transmit.rs`.
+
+mod receive;
+mod transmit;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::ack::AckRanges;
+use crate::frame::{Frame, MAX_SMALL_MESSAGE_HEADER};
+use crate::packet::{CHECKSUM_LEN, COOKIE_LEN, DATA_HEADER_LEN, Limits};
+use crate::recv::{RecvBudget, RecvStream};
+use crate::send::{ReliableFrame, SendState};
+use crate::traffic::{AckOutcome, RttEstimate, Statistics, TrafficControl};
+use crate::{
+    ConnectionId, DisconnectReason, EndpointConfig, Event, Message, Reliability, SendError,
+    StreamKey,
+};
+
+/// Bytes reserved for an ACK frame in a packet that carries messages (docs/protocol.md §14).
+pub(crate) const ACK_ROOM: usize = 24;
+/// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).
+const MAX_FRAGMENT_HEADER: usize = 1 + 1 + 8 + 4 + 4 + 4;
+
+/// The largest message that fits one packet unsplit, for a datagram size
+/// (docs/protocol.md §14).
+pub(crate) fn message_mtu_for(max_datagram_size: usize) -> usize {
+    let mtu = max_datagram_size
+        .saturating_sub(DATA_HEADER_LEN + CHECKSUM_LEN + ACK_ROOM + MAX_SMALL_MESSAGE_HEADER);
+    if mtu >= 16_384 { mtu - 2 } else { mtu }
+}
+
+/// Fragment payload size for a datagram size (docs/protocol.md §9).
+fn fragment_size_for(max_datagram_size: usize) -> usize {
+    max_datagram_size
+        .saturating_sub(DATA_HEADER_LEN + CHECKSUM_LEN + ACK_ROOM + MAX_FRAGMENT_HEADER)
+        .max(1)
+}
+
+/// The state of a connection as the application sees it (the original's four states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// The handshake is in progress.
+    Connecting,
+    /// Messages flow.
+    Connected,
+    /// The connection is closing (its disconnect is being delivered); no messages flow.
+    Disconnecting,
+    /// The connection is gone.
+    Disconnected,
+}
+
+/// Which side opened the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// This endpoint called `connect`.
+    Initiator,
+    /// The peer connected to this endpoint.
+    Acceptor,
+}
+
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Initiator waiting for `Accept` (docs/protocol.md §4).
+    Connecting {
+        cookie: [u8; COOKIE_LEN],
+        next_retry: Instant,
+        retries: u32,
+        deadline: Instant,
+        payload: Vec<u8>,
+    },
+    /// Acceptor whose handshake answered Pending.
+    Accepting {
+        deadline: Instant,
+    },
+    Connected,
+    /// We sent DISCONNECT; resending it until acknowledged or `until`.
+    Closing {
+        reason: DisconnectReason,
+        until: Instant,
+        next_send: Instant,
+    },
+    /// The peer closed: acknowledging its DISCONNECTs until `until`.
+    Draining {
+        until: Instant,
+    },
+    /// Acceptor refused: answering retries with the same Reject until `until`.
+    Refused {
+        reason: DisconnectReason,
+        payload: Vec<u8>,
+        until: Instant,
+        send_now: bool,
+    },
+    Closed,
+}
+
+/// What one sent packet carried that matters after it is acknowledged or lost.
+#[derive(Debug, Default)]
+struct SentRecord {
+    frames: Vec<ReliableFrame>,
+    /// Largest packet number acknowledged by an ACK frame in it.
+    ack_largest: Option<u64>,
+    disconnect: bool,
+    done: bool,
+}
+
+/// One connection of an [`Endpoint`](crate::Endpoint).
+#[derive(Debug)]
+pub struct Connection {
+    id: ConnectionId,
+    side: Side,
+    remote: SocketAddr,
+    local_wire_id: u32,
+    remote_wire_id: u32,
+    pub(crate) phase: Phase,
+    config: Arc<EndpointConfig>,
+    limits: Limits,
+    message_mtu: usize,
+    timeouts_enabled: bool,
+    tc: Box<dyn TrafficControl>,
+    send: SendState,
+    recv: Vec<Option<Box<RecvStream>>>,
+    budget: RecvBudget,
+    // Acknowledgements we owe (docs/protocol.md §7.1, §12).
+    ack_ranges: AckRanges,
+    largest_received_at: Option<Instant>,
+    ack_pending: bool,
+    unacked_eliciting: u32,
+    ack_deadline: Option<Instant>,
+    // Packets we sent.
+    next_pn: u64,
+    ledger_base: u64,
+    ledger: VecDeque<SentRecord>,
+    frame_pool: Vec<Vec<ReliableFrame>>,
+    last_received: Instant,
+    last_sent: Instant,
+    /// Acceptor: Accept to (re)send, with the handshake reply.
+    accept_reply: Option<Vec<u8>>,
+    send_accept: bool,
+    disconnect_due: bool,
+    events: VecDeque<Event>,
+    delivered: VecDeque<Message>,
+    last_security_event: Option<Instant>,
+    // Reused scratch space of the receive path.
+    scratch_frames: Vec<Frame>,
+    scratch_ranges: Vec<RangeInclusive<u64>>,
+    scratch_seqs: Vec<(u64, u64)>,
+    outcome: AckOutcome,
+}
+
+pub(crate) struct NewConnection {
+    pub id: ConnectionId,
+    pub side: Side,
+    pub remote: SocketAddr,
+    pub local_wire_id: u32,
+    pub remote_wire_id: u32,
+    pub now: Instant,
+    pub config: Arc<EndpointConfig>,
+    pub limits: Limits,
+    pub phase: Phase,
+}
+
+impl Connection {
+    pub(crate) fn new(n: NewConnection) -> Self {
+        let cfg = &n.config;
+        let tc = cfg
+            .traffic_control
+            .new_connection(n.now, usize::from(n.limits.max_datagram_size));
+        let initial = cfg.initial_sequence;
+        let mut conn = Connection {
+            id: n.id,
+            side: n.side,
+            remote: n.remote,
+            local_wire_id: n.local_wire_id,
+            remote_wire_id: n.remote_wire_id,
+            phase: n.phase,
+            limits: n.limits,
+            message_mtu: 0,
+            timeouts_enabled: cfg.timeouts_enabled,
+            tc,
+            send: SendState::new(initial),
+            recv: Vec::new(),
+            budget: RecvBudget {
+                reliable_used: 0,
+                reliable_limit: cfg.receive_window,
+                unreliable_used: 0,
+                unreliable_limit: cfg.unreliable_reassembly_budget,
+                max_message_size: cfg.max_message_size,
+            },
+            ack_ranges: AckRanges::new(cfg.max_ack_ranges),
+            largest_received_at: None,
+            ack_pending: false,
+            unacked_eliciting: 0,
+            ack_deadline: None,
+            next_pn: initial,
+            ledger_base: initial,
+            ledger: VecDeque::new(),
+            frame_pool: Vec::new(),
+            last_received: n.now,
+            last_sent: n.now,
+            accept_reply: None,
+            send_accept: false,
+            disconnect_due: false,
+            events: VecDeque::new(),
+            delivered: VecDeque::new(),
+            last_security_event: None,
+            scratch_frames: Vec::new(),
+            scratch_ranges: Vec::new(),
+            scratch_seqs: Vec::new(),
+            outcome: AckOutcome::default(),
+            config: n.config,
+        };
+        conn.apply_limits(n.limits);
+        conn
+    }
+
+    /// Uses agreed limits: datagram size, message size, peer window (docs/protocol.md §4.6).
+    pub(crate) fn apply_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+        let datagram = usize::from(limits.max_datagram_size);
+        self.message_mtu = message_mtu_for(datagram);
+        self.budget.max_message_size = limits.max_message_size as usize;
+        self.send.configure(
+            usize::try_from(limits.receive_window).unwrap_or(usize::MAX),
+            fragment_size_for(datagram),
+        );
+    }
+
+    /// The handle of this connection.
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// Which side opened it.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The state the application sees.
+    pub fn state(&self) -> ConnectionState {
+        match self.phase {
+            Phase::Connecting { .. } | Phase::Accepting { .. } => ConnectionState::Connecting,
+            Phase::Connected => ConnectionState::Connected,
+            Phase::Closing { .. } | Phase::Draining { .. } | Phase::Refused { .. } => {
+                ConnectionState::Disconnecting
+            }
+            Phase::Closed => ConnectionState::Disconnected,
+        }
+    }
+
+    /// Whether messages can be sent.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.phase, Phase::Connected)
+    }
+
+    /// Agreed channel count (this side's own before the handshake completes).
+    pub fn channel_count(&self) -> u8 {
+        self.limits.channel_count
+    }
+
+    /// Agreed maximum message size, bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.limits.max_message_size as usize
+    }
+
+    /// Agreed maximum datagram size, bytes.
+    pub fn max_datagram_size(&self) -> usize {
+        usize::from(self.limits.max_datagram_size)
+    }
+
+    /// The largest message that travels in one datagram unsplit (docs/protocol.md §14).
+    pub fn message_mtu(&self) -> usize {
+        self.message_mtu
+    }
+
+    /// RTT estimate.
+    pub fn rtt(&self) -> RttEstimate {
+        self.tc.rtt()
+    }
+
+    /// Statistics of the traffic control.
+    pub fn statistics(&self, now: Instant) -> Statistics {
+        self.tc.statistics(now)
+    }
+
+    /// Messages queued and not yet sent once.
+    pub fn queued_messages(&self) -> usize {
+        self.send.queued_messages()
+    }
+
+    /// Payload bytes queued and not yet sent once.
+    pub fn queued_bytes(&self) -> usize {
+        self.send.queued_bytes()
+    }
+
+    /// Bytes of out-of-order or partial messages held by the receive side.
+    pub fn buffered_receive_bytes(&self) -> usize {
+        self.budget.reliable_used + self.budget.unreliable_used
+    }
+
+    pub(crate) fn remote_wire_id(&self) -> u32 {
+        self.remote_wire_id
+    }
+
+    pub(crate) fn set_timeouts_enabled(&mut self, on: bool, now: Instant) {
+        if on && !self.timeouts_enabled {
+            // Do not punish the time spent with detection off.
+            self.last_received = now;
+        }
+        self.timeouts_enabled = on;
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub(crate) fn poll_message(&mut self) -> Option<Message> {
+        self.delivered.pop_front()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Queues a message (docs/protocol.md §8). Checked against the agreed limits.
+    pub(crate) fn send(
+        &mut self,
+        key: StreamKey,
+        reliability: Reliability,
+        payload: Bytes,
+    ) -> Result<(), SendError> {
+        if !self.is_connected() {
+            return Err(SendError::NotConnected(self.id));
+        }
+        if key.channel.get() >= self.limits.channel_count {
+            return Err(SendError::InvalidChannel {
+                channel: key.channel,
+                count: self.limits.channel_count,
+            });
+        }
+        let max = self.max_message_size();
+        if payload.len() > max {
+            return Err(SendError::TooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        let limit = self.config.max_queued_bytes;
+        let queued = self.send.queued_bytes();
+        if queued.saturating_add(payload.len()) > limit {
+            return Err(SendError::QueueFull { queued, limit });
+        }
+        self.send
+            .enqueue(key, reliability.is_reliable(), payload, self.message_mtu);
+        Ok(())
+    }
+
+    /// Starts closing with `reason` (docs/protocol.md §12). Reports the event at once.
+    pub(crate) fn close(&mut self, now: Instant, reason: DisconnectReason) {
+        match self.phase {
+            Phase::Connected => {
+                self.events.push_back(Event::Disconnect {
+                    id: self.id,
+                    reason,
+                });
+                self.begin_closing(now, reason);
+            }
+            Phase::Connecting { .. } | Phase::Accepting { .. } => {
+                self.events.push_back(Event::FailedToConnect {
+                    id: self.id,
+                    reason,
+                });
+                if self.remote_wire_id != 0 && self.side == Side::Initiator {
+                    self.begin_closing(now, reason);
+                } else {
+                    self.phase = Phase::Closed;
+                }
+            }
+            Phase::Closing { .. } | Phase::Draining { .. } | Phase::Refused { .. } => {}
+            Phase::Closed => {}
+        }
+    }
+
+    fn begin_closing(&mut self, now: Instant, reason: DisconnectReason) {
+        self.send.clear();
+        self.phase = Phase::Closing {
+            reason,
+            until: now + self.config.linger,
+            next_send: now,
+        };
+        self.disconnect_due = true;
+    }
+
+    fn fail(&mut self, reason: DisconnectReason) {
+        self.events.push_back(Event::FailedToConnect {
+            id: self.id,
+            reason,
+        });
+        self.phase = Phase::Closed;
+    }
+
+    /// The connection's next deadline.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = Deadline::default();
+        match &self.phase {
+            Phase::Connecting {
+                next_retry,
+                deadline,
+                ..
+            } => {
+                t.add(Some(*next_retry));
+                if self.timeouts_enabled {
+                    t.add(Some(*deadline));
+                }
+            }
+            Phase::Accepting { deadline } => {
+                if self.timeouts_enabled {
+                    t.add(Some(*deadline));
+                }
+            }
+            Phase::Connected => {
+                t.add(self.ack_deadline);
+                t.add(self.tc.poll_timeout());
+                t.add(Some(self.last_sent + self.config.keep_alive_interval));
+                if self.timeouts_enabled {
+                    t.add(Some(self.last_received + self.config.connection_timeout));
+                }
+                if self.send.has_pending() {
+                    t.add(self.tc.send_allowance(self.last_sent).next_send_time);
+                }
+            }
+            Phase::Closing {
+                until, next_send, ..
+            } => {
+                t.add(Some(*until));
+                t.add(Some(*next_send));
+                t.add(self.ack_deadline);
+            }
+            Phase::Draining { until } | Phase::Refused { until, .. } => {
+                t.add(Some(*until));
+                t.add(self.ack_deadline);
+            }
+            Phase::Closed => {}
+        }
+        t.0
+    }
+
+    /// Fires the deadlines that have passed.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Connecting { deadline, .. } | Phase::Accepting { deadline } => {
+                if self.timeouts_enabled && now >= *deadline {
+                    self.fail(DisconnectReason::HandshakeTimeout);
+                }
+            }
+            Phase::Connected => {
+                if self.timeouts_enabled
+                    && now >= self.last_received + self.config.connection_timeout
+                {
+                    tracing::debug!(id = %self.id, "connection timed out");
+                    self.close(now, DisconnectReason::BadConnection);
+                    return;
+                }
+                if self.tc.poll_timeout().is_some_and(|t| t <= now) {
+                    self.outcome.clear();
+                    self.tc.on_timeout(now, &mut self.outcome);
+                    self.process_outcome();
+                }
+            }
+            Phase::Closing {
+                until, next_send, ..
+            } => {
+                if now >= *until {
+                    self.phase = Phase::Closed;
+                } else if now >= *next_send {
+                    self.disconnect_due = true;
+                }
+            }
+            Phase::Draining { until } | Phase::Refused { until, .. } => {
+                if now >= *until {
+                    self.phase = Phase::Closed;
+                }
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    /// Applies the acked and lost lists of the traffic control to the sent records.
+    fn process_outcome(&mut self) {
+        let mut outcome = std::mem::take(&mut self.outcome);
+        for &pn in &outcome.acked {
+            if let Some(rec) = self.take_record(pn) {
+                for f in &rec.frames {
+                    self.send.on_acked(f);
+                }
+                if let Some(largest) = rec.ack_largest {
+                    // The peer has seen our ACK up to `largest`: stop repeating it.
+                    self.ack_ranges.forget_below(largest.saturating_add(1));
+                }
+                if rec.disconnect
+                    && let Phase::Closing { .. } = self.phase
+                {
+                    self.phase = Phase::Closed;
+                }
+                self.recycle(rec);
+            }
+        }
+        for &pn in &outcome.lost {
+            if let Some(mut rec) = self.take_record(pn) {
+                for f in rec.frames.drain(..) {
+                    self.send.on_lost(f);
+                }
+                if rec.disconnect {
+                    self.disconnect_due = true;
+                }
+                self.recycle(rec);
+            }
+        }
+        outcome.clear();
+        self.outcome = outcome;
+        while self.ledger.front().is_some_and(|r| r.done) {
+            self.ledger.pop_front();
+            self.ledger_base += 1;
+        }
+    }
+
+    fn take_record(&mut self, pn: u64) -> Option<SentRecord> {
+        let idx = usize::try_from(pn.checked_sub(self.ledger_base)?).ok()?;
+        let rec = self.ledger.get_mut(idx)?;
+        if rec.done {
+            return None;
+        }
+        rec.done = true;
+        Some(SentRecord {
+            frames: std::mem::take(&mut rec.frames),
+            ack_largest: rec.ack_largest,
+            disconnect: rec.disconnect,
+            done: true,
+        })
+    }
+
+    fn recycle(&mut self, mut rec: SentRecord) {
+        rec.frames.clear();
+        if self.frame_pool.len() < 64 {
+            self.frame_pool.push(rec.frames);
+        }
+    }
+
+    /// Reports a dropped datagram from this connection's address, at most once a second.
+    pub(crate) fn report_drop(&mut self, now: Instant, reason: crate::DropReason) {
+        let due = self
+            .last_security_event
+            .is_none_or(|t| now >= t + Duration::from_secs(1));
+        if due && !matches!(self.phase, Phase::Closed) {
+            self.last_security_event = Some(now);
+            self.events.push_back(Event::SecurityError {
+                id: self.id,
+                reason,
+            });
+        }
+    }
+}
+
+/// The earliest of several optional deadlines.
+#[derive(Default)]
+struct Deadline(Option<Instant>);
+
+impl Deadline {
+    fn add(&mut self, t: Option<Instant>) {
+        if let Some(t) = t {
+            self.0 = Some(self.0.map_or(t, |d| d.min(t)));
+        }
+    }
+}

@@ -1,0 +1,432 @@
+//! The input half of a connection: handshake packets and `Data` packets
+//! (docs/protocol.md §4, §5, §7, §8, §10).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Connection, Phase, Side};
+use crate::config::MIN_DATAGRAM_SIZE;
+use crate::frame::{Frame, ParseContext, parse_frames};
+use crate::handshake::{Handshake, HandshakeDecision, MAX_HANDSHAKE_PAYLOAD};
+use crate::packet::{Accept, Challenge, DataHeader, Reject};
+use crate::recv::{
+    FragmentInfo, IncomingMessage, RecvOutcome, RecvStream, fragmented_message_cost,
+};
+use crate::{
+    ChannelId, DisconnectReason, DropReason, Event, Message, Priority, Reliability, StreamKey, seq,
+};
+
+/// How long a partial unreliable reassembly may wait for its missing fragments once reassembly
+/// memory runs short (docs/protocol.md §9).
+const PARTIAL_MAX_AGE: Duration = Duration::from_secs(1);
+
+fn stream_slot(
+    recv: &mut Vec<Option<Box<RecvStream>>>,
+    idx: usize,
+    initial: u64,
+) -> &mut RecvStream {
+    if recv.len() <= idx {
+        recv.resize_with(idx + 1, || None);
+    }
+    recv[idx].get_or_insert_with(|| Box::new(RecvStream::new(initial)))
+}
+
+impl Connection {
+    /// Initiator: a `Challenge` for our request (docs/protocol.md §4.2).
+    pub(crate) fn handle_challenge(
+        &mut self,
+        now: Instant,
+        ch: &Challenge,
+    ) -> Result<(), DropReason> {
+        match &mut self.phase {
+            Phase::Connecting {
+                cookie, next_retry, ..
+            } if ch.initiator_id == self.local_wire_id => {
+                *cookie = ch.cookie;
+                *next_retry = now;
+                Ok(())
+            }
+            _ => Err(DropReason::Unexpected),
+        }
+    }
+
+    /// Initiator: the acceptor's `Accept` (docs/protocol.md §4.3).
+    pub(crate) fn handle_accept(
+        &mut self,
+        now: Instant,
+        acc: &Accept<'_>,
+        handshake: &mut dyn Handshake,
+    ) -> Result<(), DropReason> {
+        if acc.initiator_id != self.local_wire_id {
+            return Err(DropReason::UnknownConnection);
+        }
+        if !matches!(self.phase, Phase::Connecting { .. }) {
+            // A repeated Accept after we connected: harmless.
+            return if acc.acceptor_id == self.remote_wire_id {
+                Ok(())
+            } else {
+                Err(DropReason::Unexpected)
+            };
+        }
+        if acc.acceptor_id == 0 {
+            return Err(DropReason::Malformed);
+        }
+        self.remote_wire_id = acc.acceptor_id;
+        let own = self.limits;
+        let agreed = acc.limits;
+        let acceptable = agreed.channel_count >= 1
+            && agreed.channel_count <= own.channel_count
+            && agreed.max_message_size >= 1
+            && agreed.max_message_size <= own.max_message_size
+            && usize::from(agreed.max_datagram_size) >= MIN_DATAGRAM_SIZE
+            && agreed.max_datagram_size <= own.max_datagram_size;
+        if !acceptable {
+            self.close(now, DisconnectReason::LimitsRefused);
+            return Ok(());
+        }
+        if let Err(reason) = handshake.on_accept(self.remote, acc.reply) {
+            self.close(now, reason);
+            return Ok(());
+        }
+        self.apply_limits(agreed);
+        self.phase = Phase::Connected;
+        self.last_received = now;
+        self.last_sent = now;
+        self.events
+            .push_back(Event::ConnectionEstablished { id: self.id });
+        Ok(())
+    }
+
+    /// Initiator: the acceptor refused (docs/protocol.md §4.4).
+    pub(crate) fn handle_reject(&mut self, rej: &Reject<'_>) -> Result<(), DropReason> {
+        if rej.initiator_id != self.local_wire_id {
+            return Err(DropReason::UnknownConnection);
+        }
+        if !matches!(self.phase, Phase::Connecting { .. }) {
+            return Err(DropReason::Unexpected);
+        }
+        self.fail(DisconnectReason::from_code(rej.reason));
+        Ok(())
+    }
+
+    /// Acceptor: asks the handshake about a request (first time, or a retry while Pending).
+    pub(crate) fn decide(&mut self, now: Instant, handshake: &mut dyn Handshake, payload: &[u8]) {
+        if !matches!(self.phase, Phase::Accepting { .. }) {
+            return;
+        }
+        match handshake.on_request(self.id, self.remote, payload) {
+            HandshakeDecision::Accept { reply } if reply.len() <= MAX_HANDSHAKE_PAYLOAD => {
+                self.phase = Phase::Connected;
+                self.accept_reply = Some(reply);
+                self.send_accept = true;
+                self.last_received = now;
+                self.last_sent = now;
+                self.events
+                    .push_back(Event::ConnectionEstablished { id: self.id });
+            }
+            HandshakeDecision::Accept { reply } => {
+                tracing::warn!(
+                    len = reply.len(),
+                    "handshake reply above 1024 bytes: refusing the connection"
+                );
+                self.refuse(now, DisconnectReason::HandshakeRejected, Vec::new());
+            }
+            HandshakeDecision::Reject {
+                reason,
+                mut payload,
+            } => {
+                payload.truncate(MAX_HANDSHAKE_PAYLOAD);
+                self.refuse(now, reason, payload);
+            }
+            HandshakeDecision::Pending => {}
+        }
+    }
+
+    /// Acceptor: refuses the connection; retries get the same `Reject` for the linger time.
+    pub(crate) fn refuse(&mut self, now: Instant, reason: DisconnectReason, payload: Vec<u8>) {
+        self.events.push_back(Event::FailedToConnect {
+            id: self.id,
+            reason,
+        });
+        self.phase = Phase::Refused {
+            reason,
+            payload,
+            until: now + self.config.linger,
+            send_now: true,
+        };
+    }
+
+    /// Acceptor: the initiator sent its request again.
+    pub(crate) fn handle_request_retry(
+        &mut self,
+        now: Instant,
+        handshake: &mut dyn Handshake,
+        payload: &[u8],
+    ) {
+        match &mut self.phase {
+            Phase::Accepting { .. } => self.decide(now, handshake, payload),
+            // Our Accept was lost: send it again.
+            Phase::Connected if self.accept_reply.is_some() => self.send_accept = true,
+            Phase::Refused { send_now, .. } => *send_now = true,
+            _ => {}
+        }
+    }
+
+    /// A `Data` packet from the peer (docs/protocol.md §5). Either the whole packet is applied
+    /// or nothing is.
+    pub(crate) fn handle_data(
+        &mut self,
+        now: Instant,
+        header: DataHeader,
+        datagram: &[u8],
+        frames_start: usize,
+    ) -> Result<(), DropReason> {
+        if header.destination_id != self.local_wire_id {
+            return Err(DropReason::UnknownConnection);
+        }
+        if !matches!(
+            self.phase,
+            Phase::Connected | Phase::Closing { .. } | Phase::Draining { .. }
+        ) {
+            return Err(DropReason::Unexpected);
+        }
+        let initial = self.config.initial_sequence;
+        let expected = self
+            .ack_ranges
+            .largest()
+            .map_or(initial, |l| l.saturating_add(1));
+        let pn = seq::expand(header.packet_number, expected);
+        if self.ack_ranges.contains(pn) || self.ack_ranges.is_too_old(pn) {
+            return Err(DropReason::Duplicate);
+        }
+        let mut frames = std::mem::take(&mut self.scratch_frames);
+        let mut ranges = std::mem::take(&mut self.scratch_ranges);
+        let mut seqs = std::mem::take(&mut self.scratch_seqs);
+        let result = self.parse_and_apply(
+            now,
+            pn,
+            datagram,
+            frames_start,
+            &mut frames,
+            &mut ranges,
+            &mut seqs,
+        );
+        self.scratch_frames = frames;
+        self.scratch_ranges = ranges;
+        self.scratch_seqs = seqs;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)] // the scratch vectors are lent, not state
+    fn parse_and_apply(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        datagram: &[u8],
+        frames_start: usize,
+        frames: &mut Vec<Frame>,
+        ranges: &mut Vec<std::ops::RangeInclusive<u64>>,
+        seqs: &mut Vec<(u64, u64)>,
+    ) -> Result<(), DropReason> {
+        let initial = self.config.initial_sequence;
+        let sent_any = self.next_pn > initial;
+        let ctx = ParseContext {
+            largest_sent: self.next_pn.saturating_sub(1),
+            max_ack_ranges: self.config.max_ack_ranges,
+            channel_count: self.limits.channel_count,
+        };
+        let body = datagram.get(frames_start..).ok_or(DropReason::Malformed)?;
+        parse_frames(body, frames_start, ctx, frames, ranges).map_err(|_| DropReason::Malformed)?;
+        if !sent_any && frames.iter().any(|f| matches!(f, Frame::Ack(_))) {
+            return Err(DropReason::Malformed);
+        }
+
+        // Pass 1: expand sequence numbers and check the receive window (docs/protocol.md §10).
+        seqs.clear();
+        let mut charge = 0usize;
+        let mut prev: Option<(u64, u64, bool)> = None;
+        let max_message = self.budget.max_message_size;
+        for frame in frames.iter() {
+            let Frame::Message(m) = frame else { continue };
+            let key = StreamKey {
+                channel: ChannelId::new(m.channel),
+                priority: m.priority,
+            };
+            let stream = stream_slot(&mut self.recv, key.index(), initial);
+            let (s, r) = match (m.explicit, prev) {
+                (Some((s, r)), _) => (
+                    seq::expand(s, stream.expected_seq()),
+                    seq::expand(r, stream.expected_rel()),
+                ),
+                (None, Some((ps, pr, reliable))) => {
+                    (ps.saturating_add(1), pr.saturating_add(u64::from(reliable)))
+                }
+                // The parser guarantees a predecessor for implicit numbers.
+                (None, None) => return Err(DropReason::Malformed),
+            };
+            if m.reliable {
+                let payload = datagram
+                    .get(m.payload.clone())
+                    .ok_or(DropReason::Malformed)?;
+                let msg = IncomingMessage {
+                    seq: s,
+                    rel: r,
+                    reliable: true,
+                    fragment: m
+                        .fragment
+                        .map(|(index, count)| FragmentInfo { index, count }),
+                    payload,
+                };
+                charge = charge.saturating_add(stream.buffer_charge(&msg, max_message));
+            }
+            seqs.push((s, r));
+            prev = Some((s, r, m.reliable));
+        }
+        let slack = fragmented_message_cost(
+            (max_message / self.message_mtu.max(1)) as u64 + 2,
+            self.message_mtu,
+        );
+        if self.budget.reliable_used.saturating_add(charge)
+            > self.budget.reliable_limit.saturating_add(slack)
+        {
+            return Err(DropReason::ReceiveWindowExceeded);
+        }
+
+        // Pass 2: apply.
+        if self.side == Side::Acceptor {
+            // The initiator has our Accept: no need to send it again.
+            self.accept_reply = None;
+            self.send_accept = false;
+        }
+        let is_largest = self.ack_ranges.largest().is_none_or(|l| pn > l);
+        self.ack_ranges.insert(pn);
+        if is_largest {
+            self.largest_received_at = Some(now);
+        }
+        self.ack_pending = true;
+        self.last_received = now;
+        let eliciting = frames
+            .iter()
+            .any(|f| matches!(f, Frame::Ping | Frame::Message(_)));
+        if eliciting {
+            self.unacked_eliciting += 1;
+            let at = if self.unacked_eliciting >= 2 {
+                now
+            } else {
+                now + self.config.max_ack_delay
+            };
+            self.ack_deadline = Some(self.ack_deadline.map_or(at, |d| d.min(at)));
+        }
+        let mut payload_bytes = 0usize;
+        let mut next_seq = seqs.iter();
+        for frame in frames.iter() {
+            match frame {
+                Frame::Ping => {}
+                Frame::Ack(ack) => {
+                    self.outcome.clear();
+                    let delay = Duration::from_micros(ack.ack_delay_us);
+                    self.tc
+                        .on_ack_received(now, ranges, delay, &mut self.outcome);
+                    self.process_outcome();
+                }
+                Frame::Disconnect(code) => {
+                    self.on_peer_disconnect(now, DisconnectReason::from_code(*code));
+                }
+                Frame::Message(m) => {
+                    let Some(&(s, r)) = next_seq.next() else {
+                        continue;
+                    };
+                    if !matches!(self.phase, Phase::Connected) {
+                        continue;
+                    }
+                    let Some(payload) = datagram.get(m.payload.clone()) else {
+                        continue;
+                    };
+                    payload_bytes += payload.len();
+                    self.deliver_frame(
+                        now, m.channel, m.priority, m.reliable, s, r, m.fragment, payload,
+                    );
+                }
+            }
+        }
+        self.tc
+            .on_datagram_received(now, datagram.len(), payload_bytes);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // one decoded message frame, spread out
+    fn deliver_frame(
+        &mut self,
+        now: Instant,
+        channel: u8,
+        priority: Priority,
+        reliable: bool,
+        s: u64,
+        r: u64,
+        fragment: Option<(u64, u64)>,
+        payload: &[u8],
+    ) {
+        let key = StreamKey {
+            channel: ChannelId::new(channel),
+            priority,
+        };
+        let initial = self.config.initial_sequence;
+        let msg = IncomingMessage {
+            seq: s,
+            rel: r,
+            reliable,
+            fragment: fragment.map(|(index, count)| FragmentInfo { index, count }),
+            payload,
+        };
+        let delivered = &mut self.delivered;
+        let mut deliver = |payload: Bytes, reliable: bool| {
+            delivered.push_back(Message {
+                channel: key.channel,
+                priority: key.priority,
+                reliability: if reliable {
+                    Reliability::Reliable
+                } else {
+                    Reliability::Unreliable
+                },
+                payload,
+            });
+        };
+        let stream = stream_slot(&mut self.recv, key.index(), initial);
+        match stream.on_message(now, msg, &mut self.budget, &mut deliver) {
+            Ok(RecvOutcome::DroppedNoBudget) => {
+                // Reassembly memory is short: drop stale partial unreliable messages.
+                for s in self.recv.iter_mut().flatten() {
+                    s.expire_partials(now, PARTIAL_MAX_AGE, &mut self.budget);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(id = %self.id, error = ?e, "inconsistent message frame dropped");
+                self.report_drop(now, DropReason::Malformed);
+            }
+        }
+    }
+
+    fn on_peer_disconnect(&mut self, now: Instant, reason: DisconnectReason) {
+        match self.phase {
+            Phase::Connected => {
+                self.events.push_back(Event::Disconnect {
+                    id: self.id,
+                    reason,
+                });
+                self.send.clear();
+            }
+            Phase::Closing { .. } | Phase::Draining { .. } => {}
+            _ => return,
+        }
+        if !matches!(self.phase, Phase::Draining { .. }) {
+            self.phase = Phase::Draining {
+                until: now + self.config.linger,
+            };
+        }
+        self.disconnect_due = false;
+        // Acknowledge at once so the peer can stop resending.
+        self.ack_deadline = Some(now);
+    }
+}

@@ -1,0 +1,219 @@
+//! The output half of a connection: connect requests, handshake answers and `Data` packets
+//! (docs/protocol.md §4, §5, §7, §12, §16).
+
+use std::time::{Duration, Instant};
+
+use super::{ACK_ROOM, Connection, Phase, SentRecord};
+use crate::ack;
+use crate::frame::{EncodeContext, FRAME_ACK, FRAME_DISCONNECT, FRAME_PING};
+use crate::packet::{Accept, ConnectRequest, DataHeader, Reject};
+use crate::seq;
+use crate::traffic::SentDatagram;
+use crate::wire::Writer;
+
+impl Connection {
+    /// Writes the next datagram this connection wants to send into `buf` and returns its
+    /// length, or `None` when it has nothing to send now. Call until `None` after any input.
+    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        match &mut self.phase {
+            Phase::Connecting {
+                cookie,
+                next_retry,
+                retries,
+                payload,
+                ..
+            } => {
+                if now < *next_retry {
+                    return None;
+                }
+                let request = ConnectRequest {
+                    initiator_id: self.local_wire_id,
+                    cookie: *cookie,
+                    limits: self.limits,
+                    payload,
+                };
+                let n = request.encode(buf).ok()?;
+                // Exponential backoff (docs/protocol.md §4): base × 2^n, capped.
+                let base = self.config.retry_interval_base;
+                let factor = 1u32.checked_shl(*retries).unwrap_or(u32::MAX);
+                let wait = base
+                    .checked_mul(factor)
+                    .unwrap_or(Duration::MAX)
+                    .min(self.config.retry_interval_max);
+                *retries = retries.saturating_add(1);
+                *next_retry = now + wait;
+                Some(n)
+            }
+            Phase::Accepting { .. } | Phase::Closed => None,
+            Phase::Refused {
+                reason,
+                payload,
+                send_now,
+                ..
+            } => {
+                if !*send_now {
+                    return None;
+                }
+                *send_now = false;
+                Reject {
+                    initiator_id: self.remote_wire_id,
+                    reason: reason.code(),
+                    payload,
+                }
+                .encode(buf)
+                .ok()
+            }
+            Phase::Connected if self.send_accept => {
+                self.send_accept = false;
+                let reply = self.accept_reply.as_deref().unwrap_or_default();
+                Accept {
+                    initiator_id: self.remote_wire_id,
+                    acceptor_id: self.local_wire_id,
+                    limits: crate::packet::Limits {
+                        receive_window: u32::try_from(self.config.receive_window)
+                            .unwrap_or(u32::MAX),
+                        ..self.limits
+                    },
+                    reply,
+                }
+                .encode(buf)
+                .ok()
+            }
+            Phase::Connected | Phase::Closing { .. } | Phase::Draining { .. } => {
+                self.poll_data(now, buf)
+            }
+        }
+    }
+
+    /// Builds a `Data` packet (docs/protocol.md §5, §16), if anything is due.
+    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.ack_ranges.is_empty() {
+            // Everything we received was acknowledged and forgotten.
+            self.ack_pending = false;
+            self.ack_deadline = None;
+        }
+        let connected = matches!(self.phase, Phase::Connected);
+        let ack_due = self.ack_pending
+            && !self.ack_ranges.is_empty()
+            && self.ack_deadline.is_some_and(|d| d <= now);
+        let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing { .. });
+        let keep_alive_due = connected && now >= self.last_sent + self.config.keep_alive_interval;
+        let allowance = self.tc.send_allowance(now);
+        let paced = allowance.next_send_time.is_none_or(|t| t <= now);
+        let data_ok = connected && self.send.has_pending() && allowance.window > 0 && paced;
+        if !(ack_due || disconnect_due || keep_alive_due || data_ok) {
+            return None;
+        }
+        // Leave room for the checksum that seals the packet (docs/protocol.md §3).
+        let cap = buf
+            .len()
+            .min(self.max_datagram_size())
+            .checked_sub(crate::packet::CHECKSUM_LEN)?;
+        let buf_full = buf;
+        let buf = &mut buf_full[..cap];
+        let pn = self.next_pn;
+        let mut pos = {
+            let mut w = Writer::new(buf);
+            DataHeader {
+                destination_id: self.remote_wire_id,
+                packet_number: seq::truncate(pn),
+            }
+            .write(&mut w)
+            .ok()?;
+            w.len()
+        };
+        let mut record = SentRecord {
+            frames: self.frame_pool.pop().unwrap_or_default(),
+            ..SentRecord::default()
+        };
+        let mut ack_eliciting = false;
+
+        // ACK: on every packet while one is owed (docs/protocol.md §12).
+        if self.ack_pending && !self.ack_ranges.is_empty() {
+            let room = if data_ok { ACK_ROOM } else { cap - pos };
+            let end = (pos + room).min(cap);
+            let delay = self
+                .largest_received_at
+                .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
+            let written = {
+                let (head, _) = buf.split_at_mut(end);
+                let mut w = Writer::new(&mut head[pos..]);
+                w.put_u8(FRAME_ACK).ok().and_then(|_| {
+                    ack::encode_ack(&self.ack_ranges, delay, self.config.max_ack_ranges, &mut w)
+                        .ok()
+                        .map(|_| w.len())
+                })
+            };
+            if let Some(n) = written {
+                pos += n;
+                record.ack_largest = self.ack_ranges.largest();
+                self.ack_pending = false;
+                self.unacked_eliciting = 0;
+                self.ack_deadline = None;
+            }
+        }
+        // DISCONNECT (docs/protocol.md §12).
+        if disconnect_due
+            && let Phase::Closing {
+                reason, next_send, ..
+            } = &mut self.phase
+            && let Some(slot) = buf.get_mut(pos..pos + 2)
+        {
+            slot[0] = FRAME_DISCONNECT;
+            slot[1] = reason.code();
+            pos += 2;
+            record.disconnect = true;
+            ack_eliciting = true;
+            self.disconnect_due = false;
+            *next_send = now + self.tc.rto();
+        }
+        // Messages: resends first, then weighted fair queueing (docs/protocol.md §16).
+        let mut filled = crate::send::Filled::default();
+        if data_ok {
+            let mut w = Writer::new(&mut buf[pos..]);
+            let mut ctx = EncodeContext::default();
+            filled = self.send.fill(&mut w, &mut ctx, &mut record.frames);
+            pos += w.len();
+            ack_eliciting |= filled.frames > 0;
+        }
+        // PING keeps an idle connection alive (docs/protocol.md §12).
+        if keep_alive_due && !ack_eliciting && pos < cap {
+            buf[pos] = FRAME_PING;
+            pos += 1;
+            ack_eliciting = true;
+        }
+        if pos == crate::packet::DATA_HEADER_LEN {
+            self.recycle(record);
+            return None;
+        }
+        let Ok(pos) = crate::packet::seal(buf_full, pos) else {
+            self.recycle(record);
+            return None;
+        };
+        self.next_pn += 1;
+        if ack_eliciting {
+            self.last_sent = now;
+        }
+        self.tc.on_datagram_sent(
+            now,
+            SentDatagram {
+                number: pn,
+                time_sent: now,
+                size: pos,
+                payload_bytes: filled.payload_bytes,
+                resent_payload_bytes: filled.resent_bytes,
+                ack_eliciting,
+            },
+        );
+        // Keep the ledger dense: one record per packet number.
+        let idx = usize::try_from(pn.saturating_sub(self.ledger_base)).unwrap_or(usize::MAX);
+        while self.ledger.len() < idx {
+            self.ledger.push_back(SentRecord {
+                done: true,
+                ..SentRecord::default()
+            });
+        }
+        self.ledger.push_back(record);
+        Some(pos)
+    }
+}

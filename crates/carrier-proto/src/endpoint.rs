@@ -1,0 +1,617 @@
+//! The endpoint: routes datagrams by source address to connections, answers connect requests
+//! statelessly until the peer proves its address, and serves its connections' output fairly
+//! (docs/protocol.md §3, §4, §16).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::MIN_DATAGRAM_SIZE;
+use crate::connection::{Connection, NewConnection, Phase, Side};
+use crate::cookie::CookieKey;
+use crate::handshake::{DefaultHandshake, Handshake, MAX_HANDSHAKE_PAYLOAD};
+use crate::packet::{self, COOKIE_LEN, Challenge, ConnectRequest, Limits, Packet, Reject};
+use crate::{
+    ChannelId, ConfigError, ConnectError, ConnectionId, DisconnectReason, DropReason,
+    EndpointConfig, Event, LimitsPolicy, Message, Priority, Reliability, SendError, StreamKey,
+};
+
+/// Most stateless replies (challenges, refusals) waiting to be sent; more are dropped.
+const MAX_STATELESS_REPLIES: usize = 256;
+const STATELESS_REPLY_CAP: usize = 32;
+
+/// A datagram to send, written by [`Endpoint::poll_transmit`] at the start of the caller's
+/// buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// Its length: send `buf[..size]`.
+    pub size: usize,
+}
+
+/// Counters of dropped datagrams, by reason (docs/protocol.md §15).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    counts: [u64; DropReason::ALL.len()],
+}
+
+impl DropCounters {
+    /// Datagrams dropped for `reason`.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.counts[reason.index()]
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn add(&mut self, reason: DropReason) {
+        self.counts[reason.index()] += 1;
+    }
+}
+
+/// Sizes of every internal table of an endpoint, to check that unauthenticated traffic creates
+/// no state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Connections (any state).
+    pub connections: usize,
+    /// Address → connection entries.
+    pub addresses: usize,
+    /// Stateless replies waiting to be sent.
+    pub stateless_replies: usize,
+    /// Events waiting to be polled.
+    pub events: usize,
+    /// Delivered messages waiting to be polled.
+    pub messages: usize,
+}
+
+#[derive(Clone, Copy)]
+struct StatelessReply {
+    to: SocketAddr,
+    len: usize,
+    bytes: [u8; STATELESS_REPLY_CAP],
+}
+
+/// A Carrier endpoint: any number of connections over one transport address.
+///
+/// The endpoint never reads a clock or touches a socket. Feed it input, then drain its outputs —
+/// see the crate documentation for the complete loop.
+pub struct Endpoint {
+    config: Arc<EndpointConfig>,
+    handshake: Box<dyn Handshake>,
+    rng: ChaCha8Rng,
+    seed: u64,
+    cookie: CookieKey,
+    connections: BTreeMap<ConnectionId, Connection>,
+    by_addr: HashMap<SocketAddr, ConnectionId>,
+    next_id: u64,
+    events: VecDeque<Event>,
+    messages: VecDeque<(ConnectionId, Message)>,
+    stateless: VecDeque<StatelessReply>,
+    drops: DropCounters,
+    cursor: Option<ConnectionId>,
+    timeouts_enabled: bool,
+    shutting_down: bool,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("seed", &self.seed)
+            .field("connections", &self.connections.len())
+            .field("drops", &self.drops)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with the default handshake (the application version of `config`). `now` is
+    /// its epoch; `seed` feeds every random choice (cookie secret, connection ids), so the same
+    /// seed and inputs give the same outputs.
+    pub fn new(config: EndpointConfig, now: Instant, seed: u64) -> Result<Self, ConfigError> {
+        let handshake = Box::new(DefaultHandshake::new(config.version));
+        Self::with_handshake(config, handshake, now, seed)
+    }
+
+    /// An endpoint with a custom [`Handshake`].
+    pub fn with_handshake(
+        config: EndpointConfig,
+        handshake: Box<dyn Handshake>,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        Ok(Endpoint {
+            timeouts_enabled: config.timeouts_enabled,
+            config: Arc::new(config),
+            handshake,
+            rng,
+            seed,
+            cookie: CookieKey::new(secret, now),
+            connections: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            next_id: 1,
+            events: VecDeque::new(),
+            messages: VecDeque::new(),
+            stateless: VecDeque::new(),
+            drops: DropCounters::default(),
+            cursor: None,
+            shutting_down: false,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// The seed this endpoint was created with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn own_limits(&self) -> Limits {
+        let c = &self.config;
+        Limits {
+            channel_count: c.channel_count,
+            max_message_size: u32::try_from(c.max_message_size).unwrap_or(u32::MAX),
+            max_datagram_size: u16::try_from(c.max_datagram_size).unwrap_or(u16::MAX),
+            receive_window: u32::try_from(c.receive_window).unwrap_or(u32::MAX),
+        }
+    }
+
+    fn wire_id(&mut self) -> u32 {
+        loop {
+            let id = self.rng.next_u32();
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    fn insert(&mut self, conn: Connection) -> ConnectionId {
+        let id = conn.id();
+        self.by_addr.insert(conn.remote_addr(), id);
+        self.connections.insert(id, conn);
+        id
+    }
+
+    fn next_connection_id(&mut self) -> ConnectionId {
+        let id = ConnectionId::from_raw(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Starts connecting to `addr` (docs/protocol.md §4). The result arrives as
+    /// [`Event::ConnectionEstablished`] or [`Event::FailedToConnect`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+    ) -> Result<ConnectionId, ConnectError> {
+        if self.shutting_down {
+            return Err(ConnectError::ShuttingDown);
+        }
+        if self.by_addr.contains_key(&addr) {
+            return Err(ConnectError::AlreadyConnected(addr));
+        }
+        let payload = self.handshake.initiate(addr);
+        if payload.len() > MAX_HANDSHAKE_PAYLOAD {
+            return Err(ConnectError::HandshakePayloadTooLarge(payload.len()));
+        }
+        let timeout = self
+            .handshake
+            .timeout()
+            .unwrap_or_else(|| self.config.effective_handshake_timeout());
+        let id = self.next_connection_id();
+        let local_wire_id = self.wire_id();
+        let conn = Connection::new(NewConnection {
+            id,
+            side: Side::Initiator,
+            remote: addr,
+            local_wire_id,
+            remote_wire_id: 0,
+            now,
+            config: Arc::clone(&self.config),
+            limits: self.own_limits(),
+            phase: Phase::Connecting {
+                cookie: [0; COOKIE_LEN],
+                next_retry: now,
+                retries: 0,
+                deadline: now + timeout,
+                payload,
+            },
+        });
+        tracing::debug!(%id, %addr, "connecting");
+        Ok(self.insert(conn))
+    }
+
+    /// Processes one received datagram from `from`. Afterwards drain the outputs
+    /// ([`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
+    /// [`poll_message`](Self::poll_message), [`poll_timeout`](Self::poll_timeout)).
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let result = match packet::parse(datagram) {
+            Err(reason) => Err(reason),
+            Ok(Packet::ConnectRequest(req)) => self.handle_request(now, from, &req),
+            Ok(Packet::Data(header, frames)) => {
+                // Frames end where the checksum starts.
+                let body = &datagram[..datagram.len() - packet::CHECKSUM_LEN];
+                let start = body.len() - frames.len();
+                self.with_connection(from, |c, _| c.handle_data(now, header, body, start))
+            }
+            Ok(Packet::Challenge(ch)) => {
+                self.with_connection(from, |c, _| c.handle_challenge(now, &ch))
+            }
+            Ok(Packet::Accept(acc)) => {
+                self.with_connection(from, |c, hs| c.handle_accept(now, &acc, hs))
+            }
+            Ok(Packet::Reject(rej)) => self.with_connection(from, |c, _| c.handle_reject(&rej)),
+        };
+        if let Err(reason) = result {
+            self.record_drop(now, from, reason);
+        }
+        if let Some(&id) = self.by_addr.get(&from) {
+            self.collect(id);
+        }
+    }
+
+    fn with_connection(
+        &mut self,
+        from: SocketAddr,
+        f: impl FnOnce(&mut Connection, &mut dyn Handshake) -> Result<(), DropReason>,
+    ) -> Result<(), DropReason> {
+        let id = self
+            .by_addr
+            .get(&from)
+            .ok_or(DropReason::UnknownConnection)?;
+        let conn = self
+            .connections
+            .get_mut(id)
+            .ok_or(DropReason::UnknownConnection)?;
+        f(conn, &mut *self.handshake)
+    }
+
+    fn record_drop(&mut self, now: Instant, from: SocketAddr, reason: DropReason) {
+        self.drops.add(reason);
+        tracing::trace!(%from, %reason, "datagram dropped");
+        if let Some(conn) = self
+            .by_addr
+            .get(&from)
+            .and_then(|id| self.connections.get_mut(id))
+            && conn.is_connected()
+        {
+            conn.report_drop(now, reason);
+        }
+    }
+
+    /// A `ConnectRequest` (docs/protocol.md §4.1, §4.2).
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        req: &ConnectRequest<'_>,
+    ) -> Result<(), DropReason> {
+        if req.initiator_id == 0 {
+            return Err(DropReason::Malformed);
+        }
+        if let Some(&id) = self.by_addr.get(&from) {
+            let same = self.connections.get(&id).is_some_and(|c| {
+                c.side() == Side::Acceptor && c.remote_wire_id() == req.initiator_id
+            });
+            if same {
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.handle_request_retry(now, &mut *self.handshake, req.payload);
+                }
+                return Ok(());
+            }
+        }
+        let valid = self.cookie.verify(
+            now,
+            from,
+            req.initiator_id,
+            &req.cookie,
+            self.config.cookie_lifetime,
+        );
+        if !valid {
+            // Stateless challenge, never larger than the request (docs/protocol.md §4.2).
+            let challenge = Challenge {
+                initiator_id: req.initiator_id,
+                cookie: self.cookie.issue(now, from, req.initiator_id),
+            };
+            let mut bytes = [0u8; STATELESS_REPLY_CAP];
+            if let Ok(len) = challenge.encode(&mut bytes) {
+                self.queue_stateless(from, bytes, len);
+            }
+            return Err(DropReason::InvalidCookie);
+        }
+        if let Some(&old) = self.by_addr.get(&from) {
+            // The peer restarted with a new connection id while we still had its old
+            // connection: close the old one, then accept the new one.
+            if let Some(conn) = self.connections.get_mut(&old) {
+                if conn.side() == Side::Initiator {
+                    return Err(DropReason::Unexpected);
+                }
+                conn.close(now, DisconnectReason::AlreadyConnected);
+            }
+            self.by_addr.remove(&from);
+            self.collect(old);
+        }
+        if self.shutting_down {
+            self.stateless_reject(from, req.initiator_id, DisconnectReason::ShuttingDown);
+            return Ok(());
+        }
+        let accepted = self
+            .connections
+            .values()
+            .filter(|c| c.side() == Side::Acceptor && !c.is_closed())
+            .count();
+        if accepted >= self.config.max_connections {
+            self.stateless_reject(from, req.initiator_id, DisconnectReason::ServerFull);
+            return Ok(());
+        }
+        let Some(limits) = self.agree(&req.limits) else {
+            self.stateless_reject(from, req.initiator_id, DisconnectReason::LimitsRefused);
+            return Ok(());
+        };
+        let id = self.next_connection_id();
+        let local_wire_id = self.wire_id();
+        let conn = Connection::new(NewConnection {
+            id,
+            side: Side::Acceptor,
+            remote: from,
+            local_wire_id,
+            remote_wire_id: req.initiator_id,
+            now,
+            config: Arc::clone(&self.config),
+            limits,
+            phase: Phase::Accepting {
+                deadline: now + self.config.effective_handshake_timeout(),
+            },
+        });
+        self.insert(conn);
+        tracing::debug!(%id, %from, "incoming connection");
+        self.events
+            .push_back(Event::IncomingConnection { id, addr: from });
+        if let Some(conn) = self.connections.get_mut(&id) {
+            conn.decide(now, &mut *self.handshake, req.payload);
+        }
+        Ok(())
+    }
+
+    /// Agreed limits for a peer's advertised ones (docs/protocol.md §4.6), with the peer's
+    /// receive window; `None` when they cannot be agreed.
+    fn agree(&self, peer: &Limits) -> Option<Limits> {
+        let own = self.own_limits();
+        if peer.channel_count == 0
+            || peer.max_message_size == 0
+            || usize::from(peer.max_datagram_size) < MIN_DATAGRAM_SIZE
+        {
+            return None;
+        }
+        let differ = peer.channel_count != own.channel_count
+            || peer.max_message_size != own.max_message_size
+            || peer.max_datagram_size != own.max_datagram_size;
+        if differ && self.config.limits_policy == LimitsPolicy::RequireEqual {
+            return None;
+        }
+        Some(Limits {
+            channel_count: own.channel_count.min(peer.channel_count),
+            max_message_size: own.max_message_size.min(peer.max_message_size),
+            max_datagram_size: own.max_datagram_size.min(peer.max_datagram_size),
+            receive_window: peer.receive_window,
+        })
+    }
+
+    fn stateless_reject(&mut self, to: SocketAddr, initiator_id: u32, reason: DisconnectReason) {
+        let mut bytes = [0u8; STATELESS_REPLY_CAP];
+        let reject = Reject {
+            initiator_id,
+            reason: reason.code(),
+            payload: &[],
+        };
+        if let Ok(len) = reject.encode(&mut bytes) {
+            self.queue_stateless(to, bytes, len);
+        }
+    }
+
+    fn queue_stateless(&mut self, to: SocketAddr, bytes: [u8; STATELESS_REPLY_CAP], len: usize) {
+        if self.stateless.len() < MAX_STATELESS_REPLIES {
+            self.stateless.push_back(StatelessReply { to, len, bytes });
+        }
+    }
+
+    /// Moves a connection's events and messages to the endpoint's queues; removes it once closed.
+    fn collect(&mut self, id: ConnectionId) {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        drain(id, conn, &mut self.events, &mut self.messages);
+        if conn.is_closed() {
+            self.remove_closed();
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` (which should hold the maximum datagram
+    /// size) and says where it goes; `None` when nothing is due now. Connections are served round
+    /// robin, one datagram each per turn, so a busy connection never starves the others.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(reply) = self.stateless.pop_front() {
+            let dst = buf.get_mut(..reply.len)?;
+            dst.copy_from_slice(&reply.bytes[..reply.len]);
+            return Some(Transmit {
+                destination: reply.to,
+                size: reply.len,
+            });
+        }
+        let after = ConnectionId::from_raw(self.cursor.map_or(0, |c| c.raw() + 1));
+        let connections = &mut self.connections;
+        let found = connections.range_mut(after..).find_map(|(id, c)| {
+            c.poll_transmit(now, buf)
+                .map(|size| (*id, c.remote_addr(), size))
+        });
+        let found = match found {
+            Some(f) => Some(f),
+            None => connections.range_mut(..after).find_map(|(id, c)| {
+                c.poll_transmit(now, buf)
+                    .map(|size| (*id, c.remote_addr(), size))
+            }),
+        };
+        let (id, destination, size) = found?;
+        self.cursor = Some(id);
+        Some(Transmit { destination, size })
+    }
+
+    /// The next instant [`handle_timeout`](Self::handle_timeout) must be called at, if any.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.connections
+            .values()
+            .filter_map(Connection::poll_timeout)
+            .min()
+    }
+
+    /// Fires every deadline that has passed: retransmissions, acknowledgements, keep-alives,
+    /// connect retries and timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let mut any_closed = false;
+        for (id, conn) in self.connections.iter_mut() {
+            if conn.poll_timeout().is_some_and(|t| t <= now) {
+                conn.handle_timeout(now);
+                drain(*id, conn, &mut self.events, &mut self.messages);
+                any_closed |= conn.is_closed();
+            }
+        }
+        if any_closed {
+            self.remove_closed();
+        }
+    }
+
+    fn remove_closed(&mut self) {
+        let by_addr = &mut self.by_addr;
+        self.connections.retain(|id, c| {
+            if c.is_closed() {
+                if by_addr.get(&c.remote_addr()) == Some(id) {
+                    by_addr.remove(&c.remote_addr());
+                }
+                tracing::debug!(%id, "connection removed");
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next delivered message of any connection and channel, in delivery order.
+    pub fn poll_message(&mut self) -> Option<(ConnectionId, Message)> {
+        self.messages.pop_front()
+    }
+
+    /// Queues a message for one connection (docs/protocol.md §8).
+    pub fn send(
+        &mut self,
+        id: ConnectionId,
+        channel: ChannelId,
+        priority: Priority,
+        reliability: Reliability,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), SendError> {
+        let conn = self
+            .connections
+            .get_mut(&id)
+            .ok_or(SendError::UnknownConnection(id))?;
+        conn.send(StreamKey { channel, priority }, reliability, payload.into())
+    }
+
+    /// Closes a connection with `reason`; the peer learns the reason. The event is reported at
+    /// once.
+    pub fn disconnect(&mut self, now: Instant, id: ConnectionId, reason: DisconnectReason) {
+        if let Some(conn) = self.connections.get_mut(&id) {
+            conn.close(now, reason);
+        }
+        self.collect(id);
+    }
+
+    /// Closes every connection with [`DisconnectReason::ShuttingDown`] and refuses new ones.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        for id in ids {
+            self.disconnect(now, id, DisconnectReason::ShuttingDown);
+        }
+    }
+
+    /// Turns timeouts (handshake and connection) on or off at runtime.
+    pub fn set_timeouts_enabled(&mut self, now: Instant, on: bool) {
+        self.timeouts_enabled = on;
+        for conn in self.connections.values_mut() {
+            conn.set_timeouts_enabled(on, now);
+        }
+    }
+
+    /// Whether timeouts disconnect.
+    pub fn timeouts_enabled(&self) -> bool {
+        self.timeouts_enabled
+    }
+
+    /// A connection, to read its state and statistics.
+    pub fn connection(&self, id: ConnectionId) -> Option<&Connection> {
+        self.connections.get(&id)
+    }
+
+    /// The connection with a peer address, if any.
+    pub fn connection_by_addr(&self, addr: SocketAddr) -> Option<ConnectionId> {
+        self.by_addr.get(&addr).copied()
+    }
+
+    /// Every connection id, in ascending order.
+    pub fn connection_ids(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.connections.keys().copied()
+    }
+
+    /// Dropped datagrams by reason.
+    pub fn drops(&self) -> &DropCounters {
+        &self.drops
+    }
+
+    /// Sizes of every internal table.
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            connections: self.connections.len(),
+            addresses: self.by_addr.len(),
+            stateless_replies: self.stateless.len(),
+            events: self.events.len(),
+            messages: self.messages.len(),
+        }
+    }
+}
+
+/// Moves a connection's pending events and delivered messages to the endpoint's queues.
+fn drain(
+    id: ConnectionId,
+    conn: &mut Connection,
+    events: &mut VecDeque<Event>,
+    messages: &mut VecDeque<(ConnectionId, Message)>,
+) {
+    while let Some(e) = conn.poll_event() {
+        events.push_back(e);
+    }
+    while let Some(m) = conn.poll_message() {
+        messages.push_back((id, m));
+    }
+}

@@ -1,0 +1,381 @@
+//! Frames inside `Data` packets: control frames and message frames (docs/protocol.md §7, §8).
+//!
+//! Decoding is a first pass over the whole packet that validates every frame and records it as
+//! a [`Frame`] (payloads as offsets into the datagram, so the list can be reused without
+//! lifetimes); the connection applies the frames only if the whole packet parsed.
+
+use std::ops::{Range, RangeInclusive};
+
+use crate::Priority;
+use crate::ack::{self, AckFrame};
+use crate::wire::{Reader, WireError, Writer, varint_len};
+
+/// `PING` frame type.
+pub(crate) const FRAME_PING: u8 = 0x01;
+/// `ACK` frame type.
+pub(crate) const FRAME_ACK: u8 = 0x02;
+/// `DISCONNECT` frame type.
+pub(crate) const FRAME_DISCONNECT: u8 = 0x03;
+
+const MSG: u8 = 0x80;
+const MSG_RELIABLE: u8 = 0x40;
+const MSG_PRIORITY_SHIFT: u8 = 4;
+const MSG_PRIORITY_MASK: u8 = 0x30;
+const MSG_CHANNEL: u8 = 0x08;
+const MSG_SEQ: u8 = 0x04;
+const MSG_FRAGMENT: u8 = 0x02;
+const MSG_RESERVED: u8 = 0x01;
+
+/// Largest message frame header for a payload below 16 KiB: flags, channel, s, r, 2-byte
+/// length (docs/protocol.md §14).
+pub(crate) const MAX_SMALL_MESSAGE_HEADER: usize = 1 + 1 + 8 + 2;
+
+/// A decoded message frame; sequence numbers still truncated when explicit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MessageFrame {
+    pub channel: u8,
+    pub priority: Priority,
+    pub reliable: bool,
+    /// Explicit `(s, r)` low 32 bits; `None` = implicit (derived from the previous frame).
+    pub explicit: Option<(u32, u32)>,
+    /// `(index, count)` of a fragment.
+    pub fragment: Option<(u64, u64)>,
+    /// Payload location in the datagram.
+    pub payload: Range<usize>,
+}
+
+/// A decoded frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    Ping,
+    /// The ACK's ranges are in the `ack_ranges` vector given to [`parse_frames`].
+    Ack(AckFrame),
+    Disconnect(u8),
+    Message(MessageFrame),
+}
+
+/// What the parser needs from the connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParseContext {
+    /// Largest packet number this side has sent (to expand and check ACKs).
+    pub largest_sent: u64,
+    /// Most ranges accepted in an ACK.
+    pub max_ack_ranges: usize,
+    /// Agreed channel count.
+    pub channel_count: u8,
+}
+
+/// Parses all frames of a packet. `base` is the offset of `frames` in the datagram, so payload
+/// ranges index the datagram. At most one ACK frame per packet.
+pub(crate) fn parse_frames(
+    frames: &[u8],
+    base: usize,
+    ctx: ParseContext,
+    out: &mut Vec<Frame>,
+    ack_ranges: &mut Vec<RangeInclusive<u64>>,
+) -> Result<(), WireError> {
+    out.clear();
+    ack_ranges.clear();
+    let mut r = Reader::new(frames);
+    let mut seen_ack = false;
+    // Implicit-field context (docs/protocol.md §8): previous message frame's channel/priority.
+    let mut prev: Option<(u8, Priority)> = None;
+    while !r.is_empty() {
+        let t = r.u8()?;
+        if t & MSG == 0 {
+            let frame = match t {
+                FRAME_PING => Frame::Ping,
+                FRAME_ACK => {
+                    if seen_ack {
+                        return Err(WireError::Malformed("two ACK frames"));
+                    }
+                    seen_ack = true;
+                    Frame::Ack(ack::decode_ack(
+                        &mut r,
+                        ctx.largest_sent,
+                        ctx.max_ack_ranges,
+                        ack_ranges,
+                    )?)
+                }
+                FRAME_DISCONNECT => Frame::Disconnect(r.u8()?),
+                _ => return Err(WireError::Malformed("unknown frame type")),
+            };
+            out.push(frame);
+            continue;
+        }
+        if t & MSG_RESERVED != 0 {
+            return Err(WireError::Malformed("reserved message flag"));
+        }
+        let priority =
+            Priority::from_index(usize::from((t & MSG_PRIORITY_MASK) >> MSG_PRIORITY_SHIFT))
+                .ok_or(WireError::Malformed("priority 3"))?;
+        let channel = if t & MSG_CHANNEL != 0 {
+            r.u8()?
+        } else {
+            prev.map_or(0, |(c, _)| c)
+        };
+        if channel >= ctx.channel_count {
+            return Err(WireError::Malformed("channel out of range"));
+        }
+        let explicit = if t & MSG_SEQ != 0 {
+            Some((r.u32()?, r.u32()?))
+        } else {
+            match prev {
+                Some((c, p)) if c == channel && p == priority => None,
+                _ => {
+                    return Err(WireError::Malformed(
+                        "implicit sequence without predecessor",
+                    ));
+                }
+            }
+        };
+        let fragment = if t & MSG_FRAGMENT != 0 {
+            let index = r.varint()?;
+            let count = r.varint()?;
+            if count < 2 || index >= count {
+                return Err(WireError::Malformed("fragment index/count"));
+            }
+            if explicit.is_none() {
+                return Err(WireError::Malformed("fragment without explicit sequence"));
+            }
+            Some((index, count))
+        } else {
+            None
+        };
+        let len = usize::try_from(r.varint()?).map_err(|_| WireError::Malformed("length"))?;
+        let start = base + r.position();
+        r.bytes(len)?;
+        out.push(Frame::Message(MessageFrame {
+            channel,
+            priority,
+            reliable: t & MSG_RELIABLE != 0,
+            explicit,
+            fragment,
+            payload: start..start + len,
+        }));
+        prev = Some((channel, priority));
+    }
+    if out.is_empty() {
+        return Err(WireError::Malformed("no frame"));
+    }
+    Ok(())
+}
+
+/// The message being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OutMessage {
+    pub channel: u8,
+    pub priority: Priority,
+    pub reliable: bool,
+    pub seq: u64,
+    pub rel: u64,
+    pub fragment: Option<(u64, u64)>,
+    pub len: usize,
+}
+
+/// Writer-side implicit-field context, reset for every packet (docs/protocol.md §8).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EncodeContext {
+    prev: Option<OutMessage>,
+}
+
+impl EncodeContext {
+    fn prev_channel(&self) -> u8 {
+        self.prev.map_or(0, |p| p.channel)
+    }
+
+    fn needs_seq(&self, m: &OutMessage) -> bool {
+        if m.fragment.is_some() {
+            return true;
+        }
+        match self.prev {
+            Some(p) => {
+                let rel = p.rel + u64::from(p.reliable);
+                !(p.channel == m.channel
+                    && p.priority == m.priority
+                    && p.seq.wrapping_add(1) == m.seq
+                    && rel == m.rel)
+            }
+            None => true,
+        }
+    }
+
+    /// Bytes the header of `m` takes in this context.
+    pub(crate) fn header_len(&self, m: &OutMessage) -> usize {
+        let mut n = 1 + varint_len(m.len as u64);
+        if m.channel != self.prev_channel() {
+            n += 1;
+        }
+        if self.needs_seq(m) {
+            n += 8;
+        }
+        if let Some((i, c)) = m.fragment {
+            n += varint_len(i) + varint_len(c);
+        }
+        n
+    }
+
+    /// Writes the header of `m` and its payload.
+    pub(crate) fn write(
+        &mut self,
+        w: &mut Writer<'_>,
+        m: &OutMessage,
+        payload: &[u8],
+    ) -> Result<(), WireError> {
+        if w.remaining() < self.header_len(m) + payload.len() {
+            return Err(WireError::BufferTooSmall);
+        }
+        let mut flags = MSG | ((m.priority.index() as u8) << MSG_PRIORITY_SHIFT);
+        if m.reliable {
+            flags |= MSG_RELIABLE;
+        }
+        let channel = m.channel != self.prev_channel();
+        let seq = self.needs_seq(m);
+        if channel {
+            flags |= MSG_CHANNEL;
+        }
+        if seq {
+            flags |= MSG_SEQ;
+        }
+        if m.fragment.is_some() {
+            flags |= MSG_FRAGMENT;
+        }
+        w.put_u8(flags)?;
+        if channel {
+            w.put_u8(m.channel)?;
+        }
+        if seq {
+            w.put_u32(crate::seq::truncate(m.seq))?;
+            w.put_u32(crate::seq::truncate(m.rel))?;
+        }
+        if let Some((i, c)) = m.fragment {
+            w.put_varint(i)?;
+            w.put_varint(c)?;
+        }
+        w.put_varint(payload.len() as u64)?;
+        w.put_bytes(payload)?;
+        self.prev = Some(*m);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        ParseContext {
+            largest_sent: 100,
+            max_ack_ranges: 32,
+            channel_count: 8,
+        }
+    }
+
+    fn msg(channel: u8, priority: Priority, reliable: bool, seq: u64, rel: u64) -> OutMessage {
+        OutMessage {
+            channel,
+            priority,
+            reliable,
+            seq,
+            rel,
+            fragment: None,
+            len: 3,
+        }
+    }
+
+    #[test]
+    fn steady_stream_costs_two_header_bytes_per_message() {
+        let mut buf = [0u8; 256];
+        let mut w = Writer::new(&mut buf);
+        let mut e = EncodeContext::default();
+        let first = msg(0, Priority::Normal, true, 10, 10);
+        assert_eq!(e.header_len(&first), 1 + 8 + 1);
+        e.write(&mut w, &first, b"abc").unwrap();
+        for k in 1..5u64 {
+            let m = msg(0, Priority::Normal, true, 10 + k, 10 + k);
+            assert_eq!(e.header_len(&m), 2, "implicit sequence");
+            e.write(&mut w, &m, b"abc").unwrap();
+        }
+        let n = w.len();
+        assert_eq!(n, (10 + 3) + 4 * (2 + 3));
+        let mut frames = Vec::new();
+        let mut ranges = Vec::new();
+        parse_frames(&buf[..n], 0, ctx(), &mut frames, &mut ranges).unwrap();
+        assert_eq!(frames.len(), 5);
+        match &frames[0] {
+            Frame::Message(m) => {
+                assert_eq!(m.explicit, Some((10, 10)));
+                assert_eq!(&buf[m.payload.clone()], b"abc");
+            }
+            f => panic!("unexpected {f:?}"),
+        }
+        for f in &frames[1..] {
+            assert!(matches!(
+                f,
+                Frame::Message(MessageFrame {
+                    explicit: None,
+                    reliable: true,
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn golden_message_frame_bytes() {
+        let mut buf = [0u8; 64];
+        let mut w = Writer::new(&mut buf);
+        let mut e = EncodeContext::default();
+        // Unreliable, Low priority, channel 3, s = 5, r = 2, payload "hi".
+        e.write(&mut w, &msg(3, Priority::Low, false, 5, 2), b"hi")
+            .unwrap();
+        let n = w.len();
+        // flags: 1000_0000 | R=0 | PP=10 <<4 | C | S = 0xAC
+        assert_eq!(&buf[..n], &[0xAC, 3, 0, 0, 0, 5, 0, 0, 0, 2, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn unreliable_after_reliable_derives_r_without_increment() {
+        let mut buf = [0u8; 64];
+        let mut w = Writer::new(&mut buf);
+        let mut e = EncodeContext::default();
+        e.write(&mut w, &msg(0, Priority::High, true, 0, 0), b"a")
+            .unwrap();
+        // Unreliable next: s = 1, r = 1 (one reliable before it) → implicit.
+        let u = msg(0, Priority::High, false, 1, 1);
+        assert_eq!(e.header_len(&u), 2);
+        e.write(&mut w, &u, b"b").unwrap();
+        // Then reliable s = 2, r = 1 (the unreliable did not advance r) → implicit.
+        let r = msg(0, Priority::High, true, 2, 1);
+        assert_eq!(e.header_len(&r), 2);
+        // A different priority needs explicit numbers.
+        let other = msg(0, Priority::Low, true, 3, 2);
+        assert_eq!(e.header_len(&other), 10);
+    }
+
+    #[test]
+    fn malformed_frames_are_rejected() {
+        let mut frames = Vec::new();
+        let mut ranges = Vec::new();
+        let mut parse = |b: &[u8]| parse_frames(b, 0, ctx(), &mut frames, &mut ranges);
+        assert!(parse(&[]).is_err(), "no frame");
+        assert!(parse(&[0x7F]).is_err(), "unknown control frame");
+        assert!(parse(&[0x81, 0]).is_err(), "reserved bit");
+        assert!(
+            parse(&[0xB0 | 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "priority 3"
+        );
+        assert!(parse(&[0x80, 0]).is_err(), "implicit without predecessor");
+        assert!(parse(&[0x88, 8, 0]).is_err(), "channel 8 of 8");
+        assert!(
+            parse(&[0x84, 0, 0, 0, 0, 0, 0, 0, 0, 5, 1]).is_err(),
+            "truncated payload"
+        );
+        assert!(
+            parse(&[0x86, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0]).is_err(),
+            "fragment index == count"
+        );
+        assert!(parse(&[FRAME_DISCONNECT]).is_err(), "truncated disconnect");
+        assert!(parse(&[FRAME_PING, FRAME_DISCONNECT, 3]).is_ok());
+    }
+}

@@ -1,0 +1,588 @@
+//! The send side of a connection: per-stream numbering, the priority queues, the weighted fair
+//! scheduler, fragmentation, flow control and the bookkeeping of reliable frames in flight
+//! (docs/protocol.md §8, §9, §10, §16).
+//!
+//! Messages are numbered when they are queued (`s` and `r` per stream), so transmission order
+//! (decided here, by priority) never changes delivery order within a stream: each priority of a
+//! channel is a stream of its own.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::frame::{EncodeContext, OutMessage};
+use crate::recv::{fragmented_message_cost, message_cost};
+use crate::wire::Writer;
+use crate::{Priority, StreamKey};
+
+/// One reliable frame in flight: what is needed to send it again (docs/protocol.md §13).
+#[derive(Clone, Debug)]
+pub(crate) struct ReliableFrame {
+    pub key: StreamKey,
+    pub seq: u64,
+    pub rel: u64,
+    pub fragment: Option<(u64, u64)>,
+    pub payload: Bytes,
+}
+
+/// A queued message, or what is left of it while its fragments leave.
+#[derive(Debug)]
+struct Outgoing {
+    key: StreamKey,
+    reliable: bool,
+    seq: u64,
+    rel: u64,
+    payload: Bytes,
+    /// Fragment size and the next fragment index, for messages split in fragments.
+    fragments: Option<(usize, u64)>,
+}
+
+impl Outgoing {
+    /// Flow-control cost, the same the receiver charges (docs/protocol.md §10).
+    fn cost(&self) -> usize {
+        match self.fragments {
+            Some((size, _)) => fragmented_message_cost(self.fragment_count(), size),
+            None => message_cost(self.payload.len()),
+        }
+    }
+
+    fn fragment_count(&self) -> u64 {
+        match self.fragments {
+            Some((size, _)) => self.payload.len().div_ceil(size.max(1)) as u64,
+            None => 1,
+        }
+    }
+}
+
+/// Acknowledgement state of one reliable message sent on a stream (for flow control).
+#[derive(Debug)]
+struct Unacked {
+    cost: usize,
+    fragments: u64,
+    acked_fragments: u64,
+    /// One bit per fragment, only for fragmented messages.
+    acked_bits: Vec<u64>,
+    done: bool,
+}
+
+/// Per-stream send numbering and the reliable messages not yet all acknowledged.
+#[derive(Debug)]
+struct SendStream {
+    next_seq: u64,
+    next_rel: u64,
+    /// Reliable index of `unacked[0]`.
+    front_rel: u64,
+    unacked: VecDeque<Unacked>,
+}
+
+impl SendStream {
+    fn new(initial: u64) -> Self {
+        SendStream {
+            next_seq: initial,
+            next_rel: initial,
+            front_rel: initial,
+            unacked: VecDeque::new(),
+        }
+    }
+
+    fn entry(&mut self, rel: u64) -> Option<&mut Unacked> {
+        let idx = usize::try_from(rel.checked_sub(self.front_rel)?).ok()?;
+        self.unacked.get_mut(idx)
+    }
+
+    fn is_acked(&self, rel: u64, fragment: Option<(u64, u64)>) -> bool {
+        let Some(idx) = rel.checked_sub(self.front_rel) else {
+            return true;
+        };
+        let Some(u) = usize::try_from(idx).ok().and_then(|i| self.unacked.get(i)) else {
+            return false;
+        };
+        if u.done {
+            return true;
+        }
+        match fragment {
+            Some((index, _)) => bit(&u.acked_bits, index),
+            None => false,
+        }
+    }
+}
+
+fn bit(bits: &[u64], index: u64) -> bool {
+    let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
+    bits.get(word).is_some_and(|w| w & (1 << (index % 64)) != 0)
+}
+
+/// Result of filling one packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Filled {
+    /// Message frames written.
+    pub frames: usize,
+    /// User payload bytes written.
+    pub payload_bytes: usize,
+    /// Of which retransmitted.
+    pub resent_bytes: usize,
+}
+
+/// The send side of one connection.
+#[derive(Debug)]
+pub(crate) struct SendState {
+    initial: u64,
+    streams: Vec<Option<Box<SendStream>>>,
+    queues: [VecDeque<Outgoing>; 3],
+    retransmit: [VecDeque<ReliableFrame>; 3],
+    /// Weighted fair queueing virtual finish times, in bytes × 8 / weight.
+    vtime: [u64; 3],
+    global_vtime: u64,
+    queued_bytes: usize,
+    queued_messages: usize,
+    /// Cost of reliable messages sent at or after each stream's oldest unacknowledged one.
+    window_used: usize,
+    peer_window: usize,
+    /// Payload bytes of every fragment but the last.
+    fragment_size: usize,
+}
+
+impl SendState {
+    pub(crate) fn new(initial: u64) -> Self {
+        SendState {
+            initial,
+            streams: Vec::new(),
+            queues: Default::default(),
+            retransmit: Default::default(),
+            vtime: [0; 3],
+            global_vtime: 0,
+            queued_bytes: 0,
+            queued_messages: 0,
+            window_used: 0,
+            peer_window: usize::MAX,
+            fragment_size: 1024,
+        }
+    }
+
+    /// Sets the agreed parameters once the handshake is done.
+    pub(crate) fn configure(&mut self, peer_window: usize, fragment_size: usize) {
+        self.peer_window = peer_window;
+        self.fragment_size = fragment_size.max(1);
+    }
+
+    /// Payload bytes queued and not yet sent once.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Messages queued and not yet fully sent once.
+    pub(crate) fn queued_messages(&self) -> usize {
+        self.queued_messages
+    }
+
+    /// Whether anything (new or to resend) waits.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.queues.iter().any(|q| !q.is_empty()) || self.retransmit.iter().any(|q| !q.is_empty())
+    }
+
+    fn stream(&mut self, key: StreamKey) -> &mut SendStream {
+        let idx = key.index();
+        if self.streams.len() <= idx {
+            self.streams.resize_with(idx + 1, || None);
+        }
+        let initial = self.initial;
+        self.streams[idx].get_or_insert_with(|| Box::new(SendStream::new(initial)))
+    }
+
+    /// Queues a message, numbering it in its stream. `max_unsplit` is the largest payload sent
+    /// without fragmentation.
+    pub(crate) fn enqueue(
+        &mut self,
+        key: StreamKey,
+        reliable: bool,
+        payload: Bytes,
+        max_unsplit: usize,
+    ) {
+        let fragment_size = self.fragment_size;
+        let stream = self.stream(key);
+        let seq = stream.next_seq;
+        let rel = stream.next_rel;
+        stream.next_seq += 1;
+        if reliable {
+            stream.next_rel += 1;
+        }
+        let fragments = (payload.len() > max_unsplit).then_some((fragment_size, 0));
+        let p = key.priority.index();
+        if self.queues[p].is_empty() && self.retransmit[p].is_empty() {
+            // A class that becomes backlogged starts at the current virtual time: no credit is
+            // banked while idle (docs/protocol.md §16).
+            self.vtime[p] = self.vtime[p].max(self.global_vtime);
+        }
+        self.queued_bytes += payload.len();
+        self.queued_messages += 1;
+        self.queues[p].push_back(Outgoing {
+            key,
+            reliable,
+            seq,
+            rel,
+            payload,
+            fragments,
+        });
+    }
+
+    /// Whether a new reliable message of flow-control cost `cost` may start under the peer's
+    /// window (one message is always allowed).
+    fn window_allows(&self, cost: usize) -> bool {
+        self.window_used == 0 || self.window_used.saturating_add(cost) <= self.peer_window
+    }
+
+    /// Writes message frames into `w` (retransmissions first, then new messages by weighted fair
+    /// queueing) while they fit. Reliable frames written are appended to `sent`.
+    pub(crate) fn fill(
+        &mut self,
+        w: &mut Writer<'_>,
+        ctx: &mut EncodeContext,
+        sent: &mut Vec<ReliableFrame>,
+    ) -> Filled {
+        let mut filled = Filled::default();
+        // 1. Retransmissions, by priority (docs/protocol.md §16).
+        for p in 0..3 {
+            while let Some(frame) = self.retransmit[p].front() {
+                let acked = self
+                    .streams
+                    .get(frame.key.index())
+                    .and_then(|s| s.as_ref())
+                    .is_none_or(|s| s.is_acked(frame.rel, frame.fragment));
+                if acked {
+                    self.retransmit[p].pop_front();
+                    continue;
+                }
+                let m = OutMessage {
+                    channel: frame.key.channel.get(),
+                    priority: frame.key.priority,
+                    reliable: true,
+                    seq: frame.seq,
+                    rel: frame.rel,
+                    fragment: frame.fragment,
+                    len: frame.payload.len(),
+                };
+                if ctx.header_len(&m) + m.len > w.remaining() {
+                    break;
+                }
+                if ctx.write(w, &m, &frame.payload).is_err() {
+                    break;
+                }
+                filled.frames += 1;
+                filled.payload_bytes += m.len;
+                filled.resent_bytes += m.len;
+                if let Some(frame) = self.retransmit[p].pop_front() {
+                    sent.push(frame);
+                }
+            }
+        }
+        // 2. New messages, weighted fair queueing across priorities.
+        let mut blocked = [false; 3];
+        while let Some(p) = (0..3)
+            .filter(|&p| !blocked[p] && !self.queues[p].is_empty())
+            .min_by_key(|&p| (self.vtime[p], p))
+        {
+            match self.write_next(p, w, ctx, sent) {
+                Some(bytes) => {
+                    self.global_vtime = self.vtime[p];
+                    let weight = Priority::from_index(p).map_or(1, Priority::weight);
+                    self.vtime[p] += (bytes as u64).max(1) * 8 / weight;
+                    filled.frames += 1;
+                    filled.payload_bytes += bytes;
+                }
+                None => blocked[p] = true,
+            }
+        }
+        filled
+    }
+
+    /// Writes the next frame of priority class `p`; `None` if it does not fit or flow control
+    /// holds it.
+    fn write_next(
+        &mut self,
+        p: usize,
+        w: &mut Writer<'_>,
+        ctx: &mut EncodeContext,
+        sent: &mut Vec<ReliableFrame>,
+    ) -> Option<usize> {
+        let head = self.queues[p].front()?;
+        let starting = head.fragments.is_none_or(|(_, next)| next == 0);
+        let cost = head.cost();
+        if head.reliable && starting && !self.window_allows(cost) {
+            return None;
+        }
+        let count = head.fragment_count();
+        let (payload, fragment, last) = match head.fragments {
+            Some((size, next)) => {
+                let start = usize::try_from(next).ok()?.checked_mul(size)?;
+                let end = (start + size).min(head.payload.len());
+                (
+                    head.payload.slice(start..end),
+                    Some((next, count)),
+                    next + 1 == count,
+                )
+            }
+            None => (head.payload.clone(), None, true),
+        };
+        let m = OutMessage {
+            channel: head.key.channel.get(),
+            priority: head.key.priority,
+            reliable: head.reliable,
+            seq: head.seq,
+            rel: head.rel,
+            fragment,
+            len: payload.len(),
+        };
+        if ctx.header_len(&m) + m.len > w.remaining() {
+            return None;
+        }
+        ctx.write(w, &m, &payload).ok()?;
+        let (key, reliable, seq, rel, total) = (
+            head.key,
+            head.reliable,
+            head.seq,
+            head.rel,
+            head.payload.len(),
+        );
+        if reliable {
+            if starting {
+                let stream = self.stream(key);
+                let words = if count > 1 {
+                    count.div_ceil(64) as usize
+                } else {
+                    0
+                };
+                stream.unacked.push_back(Unacked {
+                    cost,
+                    fragments: count,
+                    acked_fragments: 0,
+                    acked_bits: vec![0; words],
+                    done: false,
+                });
+                self.window_used += cost;
+            }
+            sent.push(ReliableFrame {
+                key,
+                seq,
+                rel,
+                fragment,
+                payload: payload.clone(),
+            });
+        }
+        if last {
+            self.queues[p].pop_front();
+            self.queued_bytes = self.queued_bytes.saturating_sub(total);
+            self.queued_messages = self.queued_messages.saturating_sub(1);
+        } else if let Some(head) = self.queues[p].front_mut()
+            && let Some((_, next)) = head.fragments.as_mut()
+        {
+            *next += 1;
+        }
+        Some(payload.len())
+    }
+
+    /// A reliable frame was acknowledged.
+    pub(crate) fn on_acked(&mut self, frame: &ReliableFrame) {
+        let Some(Some(stream)) = self.streams.get_mut(frame.key.index()) else {
+            return;
+        };
+        let Some(u) = stream.entry(frame.rel) else {
+            return;
+        };
+        if u.done {
+            return;
+        }
+        match frame.fragment {
+            Some((index, _)) => {
+                let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
+                if let Some(w) = u.acked_bits.get_mut(word) {
+                    let mask = 1u64 << (index % 64);
+                    if *w & mask == 0 {
+                        *w |= mask;
+                        u.acked_fragments += 1;
+                    }
+                }
+                if u.acked_fragments >= u.fragments {
+                    u.done = true;
+                }
+            }
+            None => u.done = true,
+        }
+        while stream.unacked.front().is_some_and(|u| u.done) {
+            if let Some(u) = stream.unacked.pop_front() {
+                self.window_used = self.window_used.saturating_sub(u.cost);
+            }
+            stream.front_rel += 1;
+        }
+    }
+
+    /// A reliable frame was lost: queue it for retransmission unless it was acknowledged since.
+    pub(crate) fn on_lost(&mut self, frame: ReliableFrame) {
+        let acked = self
+            .streams
+            .get(frame.key.index())
+            .and_then(|s| s.as_ref())
+            .is_none_or(|s| s.is_acked(frame.rel, frame.fragment));
+        if !acked {
+            let p = frame.key.priority.index();
+            if self.queues[p].is_empty() && self.retransmit[p].is_empty() {
+                self.vtime[p] = self.vtime[p].max(self.global_vtime);
+            }
+            self.retransmit[p].push_back(frame);
+        }
+    }
+
+    /// Drops everything queued (the connection is closing).
+    pub(crate) fn clear(&mut self) {
+        for q in &mut self.queues {
+            q.clear();
+        }
+        for q in &mut self.retransmit {
+            q.clear();
+        }
+        self.queued_bytes = 0;
+        self.queued_messages = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChannelId;
+
+    fn key(channel: u8, priority: Priority) -> StreamKey {
+        StreamKey {
+            channel: ChannelId::new(channel),
+            priority,
+        }
+    }
+
+    fn fill_packet(s: &mut SendState, cap: usize) -> (Vec<ReliableFrame>, Filled) {
+        let mut buf = vec![0u8; cap];
+        let mut w = Writer::new(&mut buf);
+        let mut ctx = EncodeContext::default();
+        let mut sent = Vec::new();
+        let f = s.fill(&mut w, &mut ctx, &mut sent);
+        (sent, f)
+    }
+
+    #[test]
+    fn saturated_priorities_share_bytes_by_weight() {
+        let mut s = SendState::new(0);
+        for _ in 0..2000 {
+            for p in Priority::ALL {
+                s.enqueue(key(0, p), true, Bytes::from(vec![0u8; 100]), 1000);
+            }
+        }
+        let mut bytes = [0usize; 3];
+        for _ in 0..100 {
+            let (sent, _) = fill_packet(&mut s, 1200);
+            for f in &sent {
+                bytes[f.key.priority.index()] += f.payload.len();
+                s.on_acked(f);
+            }
+        }
+        let total: usize = bytes.iter().sum();
+        let share = |i: usize| bytes[i] as f64 / total as f64;
+        assert!((share(0) - 8.0 / 13.0).abs() < 0.02, "{bytes:?}");
+        assert!((share(1) - 4.0 / 13.0).abs() < 0.02, "{bytes:?}");
+        assert!((share(2) - 1.0 / 13.0).abs() < 0.02, "{bytes:?}");
+    }
+
+    #[test]
+    fn idle_high_goes_first_when_it_gets_data() {
+        let mut s = SendState::new(0);
+        for _ in 0..50 {
+            s.enqueue(
+                key(0, Priority::Low),
+                false,
+                Bytes::from(vec![0u8; 100]),
+                1000,
+            );
+        }
+        let _ = fill_packet(&mut s, 1200);
+        s.enqueue(
+            key(1, Priority::High),
+            true,
+            Bytes::from_static(b"urgent"),
+            1000,
+        );
+        let (sent, _) = fill_packet(&mut s, 1200);
+        assert_eq!(
+            sent.first().map(|f| f.payload.as_ref()),
+            Some(&b"urgent"[..])
+        );
+    }
+
+    #[test]
+    fn fragments_and_window() {
+        let mut s = SendState::new(0);
+        s.configure(fragmented_message_cost(3, 1000) + message_cost(10), 1000);
+        s.enqueue(
+            key(0, Priority::Normal),
+            true,
+            Bytes::from(vec![7u8; 3000]),
+            1000,
+        );
+        s.enqueue(
+            key(0, Priority::Normal),
+            true,
+            Bytes::from(vec![1u8; 10]),
+            1000,
+        );
+        s.enqueue(
+            key(0, Priority::Normal),
+            true,
+            Bytes::from(vec![2u8; 10]),
+            1000,
+        );
+        let mut all = Vec::new();
+        for _ in 0..6 {
+            let (sent, _) = fill_packet(&mut s, 1100);
+            all.extend(sent);
+        }
+        // 3 fragments + the first small message; the third message waits for the window.
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(all[0].fragment, Some((0, 3)));
+        assert_eq!(all[2].fragment, Some((2, 3)));
+        assert_eq!(all[2].payload.len(), 1000);
+        for f in &all[..3] {
+            s.on_acked(f);
+        }
+        let (sent, _) = fill_packet(&mut s, 1100);
+        assert_eq!(sent.len(), 1, "window reopened");
+        assert_eq!(sent[0].rel, 2);
+    }
+
+    #[test]
+    fn lost_frames_are_resent_first_unless_acked() {
+        let mut s = SendState::new(0);
+        s.enqueue(
+            key(0, Priority::Normal),
+            true,
+            Bytes::from_static(b"a"),
+            1000,
+        );
+        s.enqueue(
+            key(0, Priority::Normal),
+            true,
+            Bytes::from_static(b"b"),
+            1000,
+        );
+        let (sent, _) = fill_packet(&mut s, 1200);
+        assert_eq!(sent.len(), 2);
+        s.on_acked(&sent[1]);
+        s.on_lost(sent[0].clone());
+        s.on_lost(sent[1].clone());
+        s.enqueue(
+            key(0, Priority::Normal),
+            true,
+            Bytes::from_static(b"c"),
+            1000,
+        );
+        let (again, f) = fill_packet(&mut s, 1200);
+        assert_eq!(again.len(), 2);
+        assert_eq!(&again[0].payload[..], b"a");
+        assert_eq!(&again[1].payload[..], b"c");
+        assert_eq!(f.resent_bytes, 1);
+    }
+}

@@ -1,0 +1,584 @@
+//! The default traffic control: RTT estimation, loss detection, the retransmission timeout and
+//! statistics, as docs/protocol.md §13 specifies.
+//!
+//! Every datagram sent is kept in a *sent ledger* in packet-number order until it is
+//! acknowledged or declared lost; the ledger holds metadata only ([`SentDatagram`]). Ack-only
+//! datagrams are tracked too, so the connection learns when its ACKs were received, but they
+//! never count as bytes in flight and never arm the retransmission timeout. A datagram is lost
+//! when a datagram at least `packet_threshold` (3) numbers later is acknowledged, when a later one
+//! is acknowledged and it was sent more than `time_threshold × max(srtt, latest RTT)` (9/8) ago,
+//! or when the retransmission timeout passes without ACK progress. The ledger is capped
+//! ([`TrafficConfig::max_tracked_datagrams`]): beyond the cap the oldest entries are declared
+//! lost, so memory stays bounded whatever the peer does.
+//!
+//! **No congestion control yet.** The window of bytes in flight is fixed at
+//! [`TrafficConfig::window`] (1 MiB by default, the ceiling the original GridMate carrier
+//! effectively ran with) and there is no pacing: [`SendAllowance::next_send_time`] is always
+//! `None`. A congestion controller comes in a later change; acknowledgements, losses, timeouts and
+//! RTT samples already flow through a private controller seam so it can plug in without touching
+//! the loss detection.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use super::rtt::{GRANULARITY, RttEstimator};
+use super::stats::{StatsKeeper, Thresholds};
+use super::{
+    AckOutcome, FlowInfo, RttEstimate, SendAllowance, SentDatagram, Statistics, TrafficControl,
+    TrafficControlFactory,
+};
+
+/// Tuning of [`DefaultTrafficControl`] (docs/protocol.md §13).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrafficConfig {
+    /// RTT assumed before the first sample. The initial retransmission timeout is twice this.
+    /// Default 100 ms (initial RTO 200 ms).
+    pub initial_rtt: Duration,
+    /// Smallest retransmission timeout. Default 20 ms.
+    pub min_rto: Duration,
+    /// Largest retransmission timeout, backoff included. Default 60 s. If it is below
+    /// `min_rto`, it wins.
+    pub max_rto: Duration,
+    /// The *peer's* maximum ACK delay, added to the retransmission timeout. Default 5 ms.
+    pub max_ack_delay: Duration,
+    /// Packet-threshold loss detection: a datagram is lost once one numbered at least this much
+    /// higher is acknowledged. Default 3.
+    pub packet_threshold: u64,
+    /// Time-threshold loss detection, as a multiple of `max(srtt, latest RTT)` (never less than
+    /// 1 ms): a datagram older than that is lost once a later one is acknowledged. Default 9/8.
+    pub time_threshold: f32,
+    /// Bytes allowed in flight. Default 1 MiB. Fixed for now: this version has no congestion
+    /// control, so the window neither grows nor shrinks.
+    pub window: usize,
+    /// RTT that counts as bad for [`StatsSet::connection_factor`](super::StatsSet), milliseconds.
+    /// Default 500 ms. Used for nothing else; a value that is not positive disables the RTT term.
+    pub rtt_threshold_ms: f32,
+    /// Loss ratio (0..=1) that counts as bad for the connection factor. Default 0.3. Used for
+    /// nothing else; a value that is not positive disables the loss term.
+    pub loss_threshold: f32,
+    /// Hard cap on the datagrams tracked by the sent ledger (counted from the oldest one still
+    /// outstanding). When a send would exceed it, the oldest outstanding datagrams are declared
+    /// lost. Default 65,536; values below 1 act as 1.
+    pub max_tracked_datagrams: usize,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        Self {
+            initial_rtt: Duration::from_millis(100),
+            min_rto: Duration::from_millis(20),
+            max_rto: Duration::from_secs(60),
+            max_ack_delay: Duration::from_millis(5),
+            packet_threshold: 3,
+            time_threshold: 9.0 / 8.0,
+            window: 1 << 20,
+            rtt_threshold_ms: 500.0,
+            loss_threshold: 0.3,
+            max_tracked_datagrams: 65_536,
+        }
+    }
+}
+
+/// Creates a [`DefaultTrafficControl`] per connection, all with the same configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DefaultTrafficControlFactory {
+    /// Configuration of every traffic control created.
+    pub config: TrafficConfig,
+}
+
+impl TrafficControlFactory for DefaultTrafficControlFactory {
+    fn new_connection(&self, now: Instant, max_datagram_size: usize) -> Box<dyn TrafficControl> {
+        Box::new(DefaultTrafficControl::new(
+            now,
+            max_datagram_size,
+            self.config.clone(),
+        ))
+    }
+}
+
+/// The congestion-control seam. Everything a controller needs to hear about goes through here;
+/// the only implementation today is [`FixedWindow`]. A real controller (a later change) replaces
+/// it without touching loss detection.
+trait Controller: fmt::Debug + Send {
+    /// A datagram left (ack-only ones included).
+    fn on_sent(&mut self, now: Instant, sent: &SentDatagram);
+    /// A datagram was acknowledged for the first time. `rtt` is the estimate before this ACK's
+    /// own sample, which is taken once all its ranges are walked.
+    fn on_acked(&mut self, now: Instant, sent: &SentDatagram, rtt: &RttEstimator);
+    /// A datagram was declared lost.
+    fn on_lost(&mut self, now: Instant, sent: &SentDatagram);
+    /// The retransmission timeout fired (persistent congestion, in a real controller).
+    fn on_retransmission_timeout(&mut self, now: Instant);
+    /// Bytes allowed in flight.
+    fn window(&self) -> usize;
+    /// When pacing allows the next datagram.
+    fn next_send_time(&self, now: Instant) -> Option<Instant>;
+}
+
+/// No congestion control: a constant window and no pacing.
+#[derive(Clone, Copy, Debug)]
+struct FixedWindow {
+    window: usize,
+}
+
+impl Controller for FixedWindow {
+    fn on_sent(&mut self, _now: Instant, _sent: &SentDatagram) {}
+    fn on_acked(&mut self, _now: Instant, _sent: &SentDatagram, _rtt: &RttEstimator) {}
+    fn on_lost(&mut self, _now: Instant, _sent: &SentDatagram) {}
+    fn on_retransmission_timeout(&mut self, _now: Instant) {}
+    fn window(&self) -> usize {
+        self.window
+    }
+    fn next_send_time(&self, _now: Instant) -> Option<Instant> {
+        None
+    }
+}
+
+/// What became of a tracked datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Neither acknowledged nor declared lost.
+    Outstanding,
+    Acked,
+    Lost,
+}
+
+/// One entry of the sent ledger.
+#[derive(Clone, Copy, Debug)]
+struct Tracked {
+    sent: SentDatagram,
+    fate: Fate,
+}
+
+/// The default [`TrafficControl`]: RTT/RTO per RFC 6298 with QUIC's refinements, packet- and
+/// time-threshold loss detection, an exponentially backed-off retransmission timeout, and
+/// per-second and lifetime statistics (docs/protocol.md §13).
+///
+/// It has no congestion control yet: the window is the fixed [`TrafficConfig::window`] and
+/// [`SendAllowance::next_send_time`] is always `None`.
+#[derive(Debug)]
+pub struct DefaultTrafficControl {
+    config: TrafficConfig,
+    rtt: RttEstimator,
+    controller: FixedWindow,
+    /// Sent datagrams in packet-number order. Invariant: empty, or the front is outstanding
+    /// (settled entries are marked in place and popped from the front lazily).
+    ledger: VecDeque<Tracked>,
+    /// Largest number passed to `on_datagram_sent` (smaller or equal ones are not tracked).
+    largest_sent: Option<u64>,
+    /// Largest number any ACK acknowledged.
+    largest_acked: Option<u64>,
+    /// Sum of the sizes of outstanding ack-eliciting datagrams.
+    bytes_in_flight: usize,
+    /// Count of outstanding ack-eliciting datagrams.
+    ack_eliciting_outstanding: usize,
+    /// Latest send time of an ack-eliciting datagram.
+    last_ack_eliciting_sent: Option<Instant>,
+    /// Last time an ACK acknowledged something new.
+    last_ack_progress: Option<Instant>,
+    /// RTO doublings since the last ACK progress.
+    backoff: u32,
+    /// When the earliest outstanding datagram below the largest acknowledged one passes the time
+    /// threshold.
+    loss_time: Option<Instant>,
+    /// Numbers declared lost by the ledger cap in `on_datagram_sent` (which has no outcome to
+    /// report them in); handed out by the next `on_ack_received` or `on_timeout`.
+    evicted: Vec<u64>,
+    /// When the first of `evicted` was evicted (a deadline already due).
+    evicted_at: Option<Instant>,
+    stats: StatsKeeper,
+}
+
+/// `d × factor`, saturating; a factor that is negative or NaN gives zero.
+fn scale(d: Duration, factor: f32) -> Duration {
+    let product = d.as_secs_f64() * f64::from(factor);
+    Duration::try_from_secs_f64(product).unwrap_or(if product > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
+}
+
+/// Sorts `list[from..]` if it is not already ascending (it always is for validated ranges and
+/// monotonic send times; this keeps the documented order for any input).
+fn sort_tail(list: &mut [u64], from: usize) {
+    if let Some(tail) = list.get_mut(from..)
+        && !tail.is_sorted()
+    {
+        tail.sort_unstable();
+    }
+}
+
+impl DefaultTrafficControl {
+    /// A traffic control for a connection created at `now` whose datagrams are at most
+    /// `max_datagram_size` bytes.
+    ///
+    /// `max_datagram_size` is unused while the window is fixed; the congestion controller of a
+    /// later change sizes its initial window with it.
+    pub fn new(now: Instant, max_datagram_size: usize, config: TrafficConfig) -> Self {
+        let _ = max_datagram_size;
+        let thresholds = Thresholds {
+            rtt_ms: config.rtt_threshold_ms,
+            loss: config.loss_threshold,
+        };
+        Self {
+            rtt: RttEstimator::new(config.initial_rtt),
+            controller: FixedWindow {
+                window: config.window,
+            },
+            ledger: VecDeque::new(),
+            largest_sent: None,
+            largest_acked: None,
+            bytes_in_flight: 0,
+            ack_eliciting_outstanding: 0,
+            last_ack_eliciting_sent: None,
+            last_ack_progress: None,
+            backoff: 0,
+            loss_time: None,
+            evicted: Vec::new(),
+            evicted_at: None,
+            stats: StatsKeeper::new(now, thresholds),
+            config,
+        }
+    }
+
+    /// The smoothed RTT in milliseconds for the statistics, 0 before the first sample.
+    fn rtt_ms(&self) -> f32 {
+        if self.rtt.has_samples() {
+            self.rtt.smoothed().as_secs_f32() * 1000.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Closes the statistics period if `now` is past it.
+    fn roll(&mut self, now: Instant) {
+        let rtt_ms = self.rtt_ms();
+        self.stats.roll(now, rtt_ms);
+    }
+
+    /// The RTO before backoff (docs/protocol.md §13).
+    fn base_rto(&self) -> Duration {
+        self.rtt.rto(
+            self.config.max_ack_delay,
+            self.config.min_rto,
+            self.config.max_rto,
+        )
+    }
+
+    /// The RTO with backoff: `base × 2^backoff`, at most `max_rto`.
+    fn backed_off_rto(&self) -> Duration {
+        let factor = 1u32.checked_shl(self.backoff).unwrap_or(u32::MAX);
+        self.base_rto()
+            .checked_mul(factor)
+            .unwrap_or(Duration::MAX)
+            .min(self.config.max_rto)
+    }
+
+    /// When the retransmission timeout fires: an RTO after the later of the last ack-eliciting
+    /// send and the last ACK progress, while an ack-eliciting datagram is outstanding.
+    fn rto_deadline(&self) -> Option<Instant> {
+        if self.ack_eliciting_outstanding == 0 {
+            return None;
+        }
+        let sent = self.last_ack_eliciting_sent?;
+        // docs/protocol.md §13: the RTO passes "after the last ack-eliciting packet was sent
+        // without any ACK progress" — an ACK that acknowledges something new restarts it.
+        let anchor = self.last_ack_progress.map_or(sent, |p| p.max(sent));
+        anchor.checked_add(self.backed_off_rto())
+    }
+
+    /// `time_threshold × max(srtt, latest RTT)`, at least 1 ms (docs/protocol.md §13).
+    fn loss_delay(&self) -> Duration {
+        let rtt = self.rtt.smoothed().max(self.rtt.latest());
+        scale(rtt, self.config.time_threshold).max(GRANULARITY)
+    }
+
+    /// Marks ledger entry `idx` acknowledged if it is outstanding; returns it if so.
+    fn mark_acked(&mut self, idx: usize, now: Instant) -> Option<SentDatagram> {
+        let entry = self.ledger.get_mut(idx)?;
+        if entry.fate != Fate::Outstanding {
+            return None;
+        }
+        entry.fate = Fate::Acked;
+        let sent = entry.sent;
+        if sent.ack_eliciting {
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(sent.size);
+            self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_sub(1);
+        }
+        self.stats.on_acked(&sent);
+        self.controller.on_acked(now, &sent, &self.rtt);
+        Some(sent)
+    }
+
+    /// Marks ledger entry `idx` lost if it is outstanding; returns its number if so.
+    fn mark_lost(&mut self, idx: usize, now: Instant) -> Option<u64> {
+        let entry = self.ledger.get_mut(idx)?;
+        if entry.fate != Fate::Outstanding {
+            return None;
+        }
+        entry.fate = Fate::Lost;
+        let sent = entry.sent;
+        if sent.ack_eliciting {
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(sent.size);
+            self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_sub(1);
+        }
+        self.stats.on_lost(&sent);
+        self.controller.on_lost(now, &sent);
+        Some(sent.number)
+    }
+
+    /// Pops settled entries from the front (restores the ledger invariant).
+    fn pop_settled(&mut self) {
+        while self
+            .ledger
+            .front()
+            .is_some_and(|e| e.fate != Fate::Outstanding)
+        {
+            self.ledger.pop_front();
+        }
+    }
+
+    /// Hands out the numbers the ledger cap declared lost.
+    fn flush_evicted(&mut self, lost: &mut Vec<u64>) {
+        lost.append(&mut self.evicted);
+        self.evicted_at = None;
+    }
+
+    /// Packet- and time-threshold loss detection (docs/protocol.md §13), then re-arms the loss
+    /// timer for the earliest survivor below the largest acknowledged number.
+    fn detect_lost(&mut self, now: Instant, lost: &mut Vec<u64>) {
+        self.loss_time = None;
+        let Some(largest) = self.largest_acked else {
+            return;
+        };
+        let delay = self.loss_delay();
+        // Sent at or before this instant and below the largest acknowledged → lost by time.
+        let lost_send_time = now.checked_sub(delay);
+        let threshold = self.config.packet_threshold;
+        // The front is outstanding and every survivor lies within `packet_threshold` numbers of
+        // the largest acknowledged, so this walk stays short.
+        let mut idx = 0;
+        while let Some(&Tracked { sent, fate }) = self.ledger.get(idx)
+            && sent.number < largest
+        {
+            if fate == Fate::Outstanding {
+                let by_packets = sent.number.saturating_add(threshold) <= largest;
+                let by_time = lost_send_time.is_some_and(|limit| sent.time_sent <= limit);
+                if by_packets || by_time {
+                    lost.extend(self.mark_lost(idx, now));
+                } else if let Some(at) = sent.time_sent.checked_add(delay) {
+                    self.loss_time = Some(self.loss_time.map_or(at, |t| t.min(at)));
+                }
+            }
+            idx += 1;
+        }
+    }
+
+    /// The retransmission timeout passed: every outstanding datagram sent at least one (backed
+    /// off) RTO ago is lost and the RTO doubles, up to `max_rto` (docs/protocol.md §13).
+    fn fire_rto(&mut self, now: Instant, lost: &mut Vec<u64>) {
+        if let Some(limit) = now.checked_sub(self.backed_off_rto()) {
+            for idx in 0..self.ledger.len() {
+                if self
+                    .ledger
+                    .get(idx)
+                    .is_some_and(|e| e.fate == Fate::Outstanding && e.sent.time_sent <= limit)
+                {
+                    lost.extend(self.mark_lost(idx, now));
+                }
+            }
+        }
+        if self.backed_off_rto() < self.config.max_rto && self.backoff < 31 {
+            self.backoff += 1;
+        }
+        self.controller.on_retransmission_timeout(now);
+    }
+}
+
+impl TrafficControl for DefaultTrafficControl {
+    fn on_datagram_sent(&mut self, now: Instant, sent: SentDatagram) {
+        self.roll(now);
+        self.stats.on_sent(&sent);
+        self.controller.on_sent(now, &sent);
+        // docs/protocol.md §6: numbers grow with every packet. One that does not cannot be
+        // placed in the ledger; it is counted as sent but never reported acked or lost.
+        if self
+            .largest_sent
+            .is_some_and(|largest| sent.number <= largest)
+        {
+            tracing::warn!(
+                number = sent.number,
+                largest = self.largest_sent,
+                "traffic control: packet number not increasing; not tracked"
+            );
+            return;
+        }
+        self.largest_sent = Some(sent.number);
+        // Ledger cap: declare the oldest lost until there is room (reported by the next
+        // on_ack_received / on_timeout, which poll_timeout asks for at once).
+        let cap = self.config.max_tracked_datagrams.max(1);
+        while self.ledger.len() >= cap {
+            if let Some(number) = self.mark_lost(0, now) {
+                self.evicted.push(number);
+                self.evicted_at.get_or_insert(now);
+            }
+            self.ledger.pop_front();
+            self.pop_settled();
+        }
+        if sent.ack_eliciting {
+            self.bytes_in_flight = self.bytes_in_flight.saturating_add(sent.size);
+            self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_add(1);
+            self.last_ack_eliciting_sent = Some(
+                self.last_ack_eliciting_sent
+                    .map_or(sent.time_sent, |t| t.max(sent.time_sent)),
+            );
+        }
+        self.ledger.push_back(Tracked {
+            sent,
+            fate: Fate::Outstanding,
+        });
+    }
+
+    fn on_ack_received(
+        &mut self,
+        now: Instant,
+        ranges: &[RangeInclusive<u64>],
+        ack_delay: Duration,
+        outcome: &mut AckOutcome,
+    ) {
+        self.roll(now);
+        let acked_from = outcome.acked.len();
+        let lost_from = outcome.lost.len();
+        self.flush_evicted(&mut outcome.lost);
+
+        // The largest number this ACK acknowledges (never above the largest sent, whatever the
+        // caller validated).
+        let ack_largest = ranges
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| *r.end())
+            .max()
+            .zip(self.largest_sent)
+            .map(|(a, s)| a.min(s));
+        let Some(ack_largest) = ack_largest else {
+            return;
+        };
+
+        // Ranges come newest first: walk them oldest first so `acked` comes out ascending.
+        let mut largest_newly_acked = None;
+        for range in ranges.iter().rev() {
+            let (start, end) = (*range.start(), *range.end());
+            let mut idx = self.ledger.partition_point(|e| e.sent.number < start);
+            while let Some(entry) = self.ledger.get(idx)
+                && entry.sent.number <= end
+            {
+                if let Some(sent) = self.mark_acked(idx, now) {
+                    outcome.acked.push(sent.number);
+                    if sent.number == ack_largest {
+                        largest_newly_acked = Some(sent);
+                    }
+                }
+                idx += 1;
+            }
+        }
+        sort_tail(&mut outcome.acked, acked_from);
+
+        self.largest_acked = Some(
+            self.largest_acked
+                .map_or(ack_largest, |l| l.max(ack_largest)),
+        );
+        // docs/protocol.md §13: an RTT sample only when the largest acknowledged number is newly
+        // acknowledged and was ack-eliciting.
+        if let Some(sent) = largest_newly_acked.filter(|s| s.ack_eliciting) {
+            self.rtt
+                .update(now.saturating_duration_since(sent.time_sent), ack_delay);
+        }
+        if outcome.acked.len() > acked_from {
+            // ACK progress: the RTO stops backing off and restarts from now.
+            self.backoff = 0;
+            self.last_ack_progress = Some(now);
+        }
+
+        self.detect_lost(now, &mut outcome.lost);
+        sort_tail(&mut outcome.lost, lost_from);
+        self.pop_settled();
+    }
+
+    fn on_timeout(&mut self, now: Instant, outcome: &mut AckOutcome) {
+        self.roll(now);
+        let lost_from = outcome.lost.len();
+        self.flush_evicted(&mut outcome.lost);
+        self.detect_lost(now, &mut outcome.lost);
+        if self.rto_deadline().is_some_and(|deadline| deadline <= now) {
+            self.fire_rto(now, &mut outcome.lost);
+            // Re-arm the loss timer over what is left.
+            self.detect_lost(now, &mut outcome.lost);
+        }
+        sort_tail(&mut outcome.lost, lost_from);
+        self.pop_settled();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let evicted = self.evicted_at.filter(|_| !self.evicted.is_empty());
+        [evicted, self.loss_time, self.rto_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn on_datagram_received(&mut self, now: Instant, size: usize, payload_bytes: usize) {
+        self.roll(now);
+        self.stats.on_received(size, payload_bytes);
+    }
+
+    /// The fixed window minus the bytes in flight; never paced (`next_send_time` is `None`).
+    fn send_allowance(&self, now: Instant) -> SendAllowance {
+        SendAllowance {
+            window: self
+                .controller
+                .window()
+                .saturating_sub(self.bytes_in_flight),
+            next_send_time: self.controller.next_send_time(now),
+        }
+    }
+
+    fn rtt(&self) -> RttEstimate {
+        self.rtt.estimate()
+    }
+
+    /// The retransmission timeout including the current backoff (`base × 2^backoff`, at most
+    /// `max_rto`).
+    fn rto(&self) -> Duration {
+        self.backed_off_rto()
+    }
+
+    fn bytes_in_flight(&self) -> usize {
+        self.bytes_in_flight
+    }
+
+    fn has_ack_eliciting_in_flight(&self) -> bool {
+        self.ack_eliciting_outstanding > 0
+    }
+
+    fn statistics(&self, now: Instant) -> Statistics {
+        let sets = self.stats.sets(now, self.rtt_ms());
+        Statistics {
+            last_second: sets.last_second,
+            lifetime: sets.lifetime,
+            effective_last_second: sets.effective_last_second,
+            effective_lifetime: sets.effective_lifetime,
+            rtt: self.rtt.estimate(),
+            flow: FlowInfo {
+                bytes_in_flight: self.bytes_in_flight,
+                congestion_window: self.controller.window(),
+                send_rate: 0,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

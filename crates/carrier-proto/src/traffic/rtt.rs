@@ -1,0 +1,185 @@
+//! Round-trip time estimation and the retransmission timeout (docs/protocol.md §13).
+//!
+//! [`RttEstimator`] keeps the RFC 6298 smoothed RTT and RTT variation with QUIC's refinements
+//! (RFC 9002 §5): the minimum RTT is taken from raw samples, and the peer's reported ack delay is
+//! subtracted from a sample only when that keeps it at or above the minimum, so a peer cannot
+//! talk the estimate below what the path has shown. [`RttEstimator::rto`] turns the estimate into
+//! the base retransmission timeout; the exponential backoff lives in the traffic control, which
+//! knows when an ACK made progress.
+
+use std::time::Duration;
+
+use super::RttEstimate;
+
+/// Timer granularity: the smallest variance term of the RTO and the smallest loss delay
+/// (docs/protocol.md §13, `max(4 rttvar, 1 ms)`).
+pub(super) const GRANULARITY: Duration = Duration::from_millis(1);
+
+/// RFC 6298 RTT estimator with QUIC's ack-delay and minimum-RTT rules.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RttEstimator {
+    /// The guess used before the first sample.
+    initial: Duration,
+    /// `srtt`; meaningful once `has_samples`.
+    smoothed: Duration,
+    /// `rttvar`; meaningful once `has_samples`.
+    variance: Duration,
+    /// Smallest raw sample (ack delay not subtracted).
+    min: Duration,
+    /// Latest raw sample (ack delay not subtracted).
+    latest: Duration,
+    has_samples: bool,
+}
+
+impl RttEstimator {
+    /// An estimator that answers `initial` until the first sample.
+    pub(super) fn new(initial: Duration) -> Self {
+        Self {
+            initial,
+            smoothed: initial,
+            variance: initial / 2,
+            min: Duration::ZERO,
+            latest: Duration::ZERO,
+            has_samples: false,
+        }
+    }
+
+    /// Feeds one sample: `sample` is `now − time_sent` of the largest newly acknowledged,
+    /// ack-eliciting datagram, `ack_delay` the delay the peer reported for it.
+    pub(super) fn update(&mut self, sample: Duration, ack_delay: Duration) {
+        // docs/protocol.md §13: the minimum RTT comes from raw samples (it never has the ack delay
+        // subtracted), and is updated before the sample is adjusted.
+        self.latest = sample;
+        if !self.has_samples {
+            // docs/protocol.md §13: first sample: srtt = sample, rttvar = sample / 2. The ack delay
+            // cannot be subtracted here: the result would fall below the minimum (= this sample)
+            // unless the delay is zero.
+            self.min = sample;
+            self.smoothed = sample;
+            self.variance = sample / 2;
+            self.has_samples = true;
+            return;
+        }
+        self.min = self.min.min(sample);
+        // docs/protocol.md §7.1 and §13: subtract the ack delay only if the result stays ≥ min RTT.
+        let adjusted = match sample.checked_sub(ack_delay) {
+            Some(a) if a >= self.min => a,
+            _ => sample,
+        };
+        // docs/protocol.md §13 (RFC 6298 §2.3): rttvar first, with the old srtt.
+        let deviation = self.smoothed.abs_diff(adjusted);
+        self.variance = (self.variance.saturating_mul(3) / 4).saturating_add(deviation / 4);
+        self.smoothed = (self.smoothed.saturating_mul(7) / 8).saturating_add(adjusted / 8);
+    }
+
+    /// The smoothed RTT, or the initial guess before the first sample.
+    pub(super) fn smoothed(&self) -> Duration {
+        self.smoothed
+    }
+
+    /// The latest raw sample (zero before the first sample).
+    pub(super) fn latest(&self) -> Duration {
+        self.latest
+    }
+
+    /// Whether at least one sample was taken.
+    pub(super) fn has_samples(&self) -> bool {
+        self.has_samples
+    }
+
+    /// The base retransmission timeout, before any backoff (docs/protocol.md §13):
+    /// `srtt + max(4 rttvar, 1 ms) + max_ack_delay`, or `2 × initial RTT` before the first sample;
+    /// then at least `min_rto` and at most `max_rto` (the maximum wins if they cross).
+    pub(super) fn rto(
+        &self,
+        max_ack_delay: Duration,
+        min_rto: Duration,
+        max_rto: Duration,
+    ) -> Duration {
+        let raw = if self.has_samples {
+            self.smoothed
+                .saturating_add(self.variance.saturating_mul(4).max(GRANULARITY))
+                .saturating_add(max_ack_delay)
+        } else {
+            self.initial.saturating_mul(2)
+        };
+        raw.max(min_rto).min(max_rto)
+    }
+
+    /// The public view.
+    pub(super) fn estimate(&self) -> RttEstimate {
+        RttEstimate {
+            smoothed: self.smoothed,
+            variance: self.variance,
+            min: self.min,
+            latest: self.latest,
+            has_samples: self.has_samples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn first_sample_sets_srtt_and_half_variance() {
+        let mut rtt = RttEstimator::new(100 * MS);
+        assert_eq!(rtt.smoothed(), 100 * MS);
+        assert!(!rtt.has_samples());
+        rtt.update(40 * MS, Duration::ZERO);
+        let e = rtt.estimate();
+        assert_eq!(e.smoothed, 40 * MS);
+        assert_eq!(e.variance, 20 * MS);
+        assert_eq!(e.min, 40 * MS);
+        assert_eq!(e.latest, 40 * MS);
+        assert!(e.has_samples);
+    }
+
+    #[test]
+    fn later_samples_follow_rfc6298_weights() {
+        let mut rtt = RttEstimator::new(100 * MS);
+        rtt.update(80 * MS, Duration::ZERO);
+        rtt.update(160 * MS, Duration::ZERO);
+        // rttvar = 3/4·40 + 1/4·|80 − 160| = 30 + 20 = 50; srtt = 7/8·80 + 1/8·160 = 70 + 20 = 90.
+        assert_eq!(rtt.estimate().variance, 50 * MS);
+        assert_eq!(rtt.smoothed(), 90 * MS);
+        assert_eq!(rtt.estimate().min, 80 * MS);
+        assert_eq!(rtt.latest(), 160 * MS);
+        // A smaller raw sample lowers the minimum.
+        rtt.update(30 * MS, 5 * MS);
+        assert_eq!(rtt.estimate().min, 30 * MS);
+    }
+
+    #[test]
+    fn rto_formula_floor_ceiling_and_initial() {
+        let mut rtt = RttEstimator::new(100 * MS);
+        // Before any sample: 2 × initial.
+        assert_eq!(rtt.rto(5 * MS, 20 * MS, 60_000 * MS), 200 * MS);
+        rtt.update(40 * MS, Duration::ZERO);
+        // 40 + max(4·20, 1) + 5 = 125.
+        assert_eq!(rtt.rto(5 * MS, 20 * MS, 60_000 * MS), 125 * MS);
+        // Ceiling.
+        assert_eq!(rtt.rto(5 * MS, 20 * MS, 100 * MS), 100 * MS);
+        // Crossed bounds: never panics, the maximum wins.
+        assert_eq!(rtt.rto(5 * MS, 500 * MS, 100 * MS), 100 * MS);
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        let mut rtt = RttEstimator::new(Duration::MAX);
+        assert_eq!(
+            rtt.rto(Duration::MAX, Duration::ZERO, Duration::MAX),
+            Duration::MAX
+        );
+        rtt.update(Duration::MAX, Duration::MAX);
+        rtt.update(Duration::ZERO, Duration::MAX);
+        rtt.update(Duration::MAX, Duration::ZERO);
+        assert_eq!(
+            rtt.rto(Duration::MAX, Duration::ZERO, 60_000 * MS),
+            60_000 * MS
+        );
+    }
+}

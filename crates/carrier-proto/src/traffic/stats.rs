@@ -1,0 +1,242 @@
+//! Statistics bookkeeping of the default traffic control (the original's three sets × two kinds,
+//! gridmate-carrier-facts §5.2, reshaped for docs/protocol.md §13).
+//!
+//! Counters are kept for two kinds of data — *all data* (whole datagrams, headers included) and
+//! *effective data* (user payload bytes only; its packet counters count only datagrams that
+//! carried payload) — over three spans: the current one-second period (accumulating), the last
+//! complete period, and the lifetime. Periods are aligned to the creation instant of the
+//! connection: period `k` is `[start + k s, start + (k + 1) s)`. When `now` crosses a period
+//! boundary the current counters become the last second's; if more than one boundary was crossed,
+//! the last complete period saw nothing and the last second is all zeros. The derived values (RTT,
+//! loss ratio, connection factor) of the last second are frozen when it ends.
+
+use std::time::{Duration, Instant};
+
+use super::{SentDatagram, StatsSet};
+
+/// `usize` byte count as `u64` (saturating on exotic targets).
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Raw counters of one kind over one span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counters {
+    bytes_sent: u64,
+    bytes_received: u64,
+    bytes_resent: u64,
+    bytes_acked: u64,
+    packets_sent: u64,
+    packets_received: u64,
+    packets_lost: u64,
+    packets_acked: u64,
+}
+
+impl Counters {
+    fn sent(&mut self, bytes: usize, resent: usize) {
+        self.bytes_sent = self.bytes_sent.saturating_add(wide(bytes));
+        self.bytes_resent = self.bytes_resent.saturating_add(wide(resent));
+        self.packets_sent = self.packets_sent.saturating_add(1);
+    }
+
+    fn received(&mut self, bytes: usize) {
+        self.bytes_received = self.bytes_received.saturating_add(wide(bytes));
+        self.packets_received = self.packets_received.saturating_add(1);
+    }
+
+    fn acked(&mut self, bytes: usize) {
+        self.bytes_acked = self.bytes_acked.saturating_add(wide(bytes));
+        self.packets_acked = self.packets_acked.saturating_add(1);
+    }
+
+    fn lost(&mut self) {
+        self.packets_lost = self.packets_lost.saturating_add(1);
+    }
+
+    /// The public set, with the derived values computed from these counters.
+    fn to_set(self, rtt_ms: f32, thresholds: Thresholds) -> StatsSet {
+        let decided = self.packets_lost.saturating_add(self.packets_acked);
+        let packet_loss = if decided == 0 {
+            0.0
+        } else {
+            // Ratio of two counters; f32 precision is plenty for a statistic.
+            self.packets_lost as f32 / decided as f32
+        };
+        StatsSet {
+            bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
+            bytes_resent: self.bytes_resent,
+            bytes_acked: self.bytes_acked,
+            packets_sent: self.packets_sent,
+            packets_received: self.packets_received,
+            packets_lost: self.packets_lost,
+            packets_acked: self.packets_acked,
+            rtt_ms,
+            packet_loss,
+            connection_factor: thresholds.factor(rtt_ms, packet_loss),
+        }
+    }
+}
+
+/// The disconnect thresholds the connection factor is measured against.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Thresholds {
+    /// RTT threshold, milliseconds.
+    pub(super) rtt_ms: f32,
+    /// Loss threshold, 0..=1.
+    pub(super) loss: f32,
+}
+
+impl Thresholds {
+    /// `max(rtt / rtt threshold, loss / loss threshold)`; a threshold that is not a positive
+    /// finite number disables its term (so the factor is never NaN or infinite because of the
+    /// configuration).
+    fn factor(self, rtt_ms: f32, loss: f32) -> f32 {
+        fn ratio(value: f32, threshold: f32) -> f32 {
+            if threshold.is_finite() && threshold > 0.0 {
+                value / threshold
+            } else {
+                0.0
+            }
+        }
+        ratio(rtt_ms, self.rtt_ms).max(ratio(loss, self.loss))
+    }
+}
+
+/// Both kinds of counters over one span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Pair {
+    all: Counters,
+    effective: Counters,
+}
+
+impl Pair {
+    fn to_sets(self, rtt_ms: f32, thresholds: Thresholds) -> (StatsSet, StatsSet) {
+        (
+            self.all.to_set(rtt_ms, thresholds),
+            self.effective.to_set(rtt_ms, thresholds),
+        )
+    }
+}
+
+/// The four public sets, in the order (last second all, last second effective, lifetime all,
+/// lifetime effective).
+pub(super) struct Sets {
+    pub(super) last_second: StatsSet,
+    pub(super) effective_last_second: StatsSet,
+    pub(super) lifetime: StatsSet,
+    pub(super) effective_lifetime: StatsSet,
+}
+
+/// Statistics of one connection.
+#[derive(Clone, Debug)]
+pub(super) struct StatsKeeper {
+    thresholds: Thresholds,
+    /// Start of the current period.
+    period_start: Instant,
+    /// Counters of the current period.
+    current: Pair,
+    /// The last complete period, derived values frozen at its end.
+    last_second: (StatsSet, StatsSet),
+    lifetime: Pair,
+}
+
+impl StatsKeeper {
+    /// Statistics starting at `now`, with the connection-factor thresholds.
+    pub(super) fn new(now: Instant, thresholds: Thresholds) -> Self {
+        Self {
+            thresholds,
+            period_start: now,
+            current: Pair::default(),
+            last_second: (StatsSet::default(), StatsSet::default()),
+            lifetime: Pair::default(),
+        }
+    }
+
+    /// Number of period boundaries (periods are one second long) between the start of the
+    /// current period and `now`.
+    fn periods_passed(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.period_start).as_secs()
+    }
+
+    /// What the last second is at `now`, given `rtt_ms` is the RTT now (no sample was taken
+    /// since the current period ended, because every event rolls first).
+    fn last_second_at(&self, now: Instant, rtt_ms: f32) -> (StatsSet, StatsSet) {
+        match self.periods_passed(now) {
+            0 => self.last_second,
+            1 => self.current.to_sets(rtt_ms, self.thresholds),
+            // The last complete period saw nothing at all.
+            _ => (StatsSet::default(), StatsSet::default()),
+        }
+    }
+
+    /// Moves to the period containing `now`. Call before recording an event at `now`;
+    /// `rtt_ms` is the RTT before that event, i.e. at the end of the period being closed.
+    pub(super) fn roll(&mut self, now: Instant, rtt_ms: f32) {
+        let passed = self.periods_passed(now);
+        if passed == 0 {
+            return;
+        }
+        self.last_second = self.last_second_at(now, rtt_ms);
+        self.current = Pair::default();
+        // `passed` whole seconds fit in the span between two Instants, so this cannot overflow;
+        // fall back to `now` rather than panic anyway.
+        self.period_start = self
+            .period_start
+            .checked_add(Duration::from_secs(passed))
+            .unwrap_or(now);
+    }
+
+    /// A datagram was sent.
+    pub(super) fn on_sent(&mut self, sent: &SentDatagram) {
+        for pair in [&mut self.current, &mut self.lifetime] {
+            pair.all.sent(sent.size, sent.resent_payload_bytes);
+            if sent.payload_bytes > 0 {
+                pair.effective
+                    .sent(sent.payload_bytes, sent.resent_payload_bytes);
+            }
+        }
+    }
+
+    /// A datagram was acknowledged for the first time.
+    pub(super) fn on_acked(&mut self, sent: &SentDatagram) {
+        for pair in [&mut self.current, &mut self.lifetime] {
+            pair.all.acked(sent.size);
+            if sent.payload_bytes > 0 {
+                pair.effective.acked(sent.payload_bytes);
+            }
+        }
+    }
+
+    /// A datagram was declared lost.
+    pub(super) fn on_lost(&mut self, sent: &SentDatagram) {
+        for pair in [&mut self.current, &mut self.lifetime] {
+            pair.all.lost();
+            if sent.payload_bytes > 0 {
+                pair.effective.lost();
+            }
+        }
+    }
+
+    /// A datagram was received.
+    pub(super) fn on_received(&mut self, size: usize, payload_bytes: usize) {
+        for pair in [&mut self.current, &mut self.lifetime] {
+            pair.all.received(size);
+            if payload_bytes > 0 {
+                pair.effective.received(payload_bytes);
+            }
+        }
+    }
+
+    /// The public sets as seen at `now` (rolling logically, without changing state).
+    pub(super) fn sets(&self, now: Instant, rtt_ms: f32) -> Sets {
+        let (last_second, effective_last_second) = self.last_second_at(now, rtt_ms);
+        let (lifetime, effective_lifetime) = self.lifetime.to_sets(rtt_ms, self.thresholds);
+        Sets {
+            last_second,
+            effective_last_second,
+            lifetime,
+            effective_lifetime,
+        }
+    }
+}
