@@ -1,0 +1,2 @@
+//! The `carrier` command-line tool (being written).
+fn main() {}

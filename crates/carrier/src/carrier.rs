@@ -1,0 +1,665 @@
+//! [`Carrier`]: the game-facing handle. Created from a [`CarrierDesc`]; `Send + Sync`, so every
+//! method takes `&self` and can be called from several game threads at once.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use carrier_proto::{
+    ChannelId, ConnectionId, ConnectionState, DefaultHandshake, DisconnectReason, Endpoint,
+    Message, Priority, Reliability, SendError, Statistics,
+};
+
+use crate::desc::{FamilyType, INHERIT_PRIORITY, ThreadMode};
+use crate::driver::{Driver, UdpDriver, UdpDriverConfig};
+use crate::event::{CarrierEvent, SecurityError};
+use crate::mailbox::Mailbox;
+use crate::runtime::{Core, Io, Shared, lock};
+use crate::{CarrierDesc, CarrierError, ConnectError, ReceiveError};
+
+/// Reads the real clock: the runtime is where time enters the sans-IO protocol.
+#[allow(clippy::disallowed_methods)] // the runtime's single clock source
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// Whom a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One connection.
+    Connection(ConnectionId),
+    /// Every connection that is connected now (the original's `AllConnections`).
+    AllConnected,
+}
+
+impl From<ConnectionId> for Target {
+    fn from(id: ConnectionId) -> Self {
+        Target::Connection(id)
+    }
+}
+
+/// Settings the handle needs after creation.
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    mode: ThreadMode,
+    local_addr: SocketAddr,
+    family: FamilyType,
+    message_mtu: usize,
+    channel_count: u8,
+    batch_bytes: usize,
+    connection_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+/// A carrier: connections to other carriers over one driver (UDP by default), with ordered
+/// reliable and unreliable messages per channel and priority.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use carrier::{Carrier, CarrierDesc, CarrierEvent, Priority, Reliability};
+///
+/// let server = Carrier::new(CarrierDesc { port: 4000, ..CarrierDesc::default() })?;
+/// let client = Carrier::new(CarrierDesc::default())?;
+/// let id = client.connect("127.0.0.1:4000")?;
+/// while let Some(event) = client.wait_event(Duration::from_secs(5)) {
+///     if let CarrierEvent::ConnectionEstablished { .. } = event {
+///         client.send(id, b"hello", Reliability::Reliable, Priority::Normal, 0)?;
+///         break;
+///     }
+/// }
+/// loop {
+///     server.update();
+///     if let Some((from, message)) = server.poll_message() {
+///         println!("{from}: {:?}", message.payload);
+///         break;
+///     }
+///     std::thread::sleep(Duration::from_millis(1));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Carrier {
+    shared: Arc<Shared>,
+    settings: Settings,
+    /// The driver in manual mode (the carrier thread owns it otherwise).
+    io: Option<Mutex<Io>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    shut_down: AtomicBool,
+}
+
+impl std::fmt::Debug for Carrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carrier")
+            .field("local_addr", &self.settings.local_addr)
+            .field("mode", &self.settings.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seed_from_clock() -> u64 {
+    #[allow(clippy::disallowed_methods)] // seeds the protocol's random source when none is given
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}
+
+impl Carrier {
+    /// Creates a carrier: validates `desc`, opens the driver and, unless in manual mode, starts
+    /// the carrier thread.
+    pub fn new(mut desc: CarrierDesc) -> Result<Carrier, CarrierError> {
+        desc.validate()?;
+        let driver: Box<dyn Driver> = match desc.driver.take() {
+            Some(d) => d,
+            None => Box::new(UdpDriver::open(&UdpDriverConfig {
+                family: desc.family_type,
+                address: desc.bind_ip()?,
+                port: desc.port,
+                receive_buffer_size: desc.receive_buffer_size(),
+                send_buffer_size: desc.send_buffer_size(),
+                max_payload: desc.max_datagram_size(),
+            })?),
+        };
+        let max_datagram = driver.max_payload().clamp(
+            carrier_proto::MIN_DATAGRAM_SIZE,
+            carrier_proto::MAX_DATAGRAM_SIZE,
+        );
+        let local_addr = driver.local_addr();
+        let config = desc.endpoint_config(max_datagram);
+        config.validate()?;
+        let start = now();
+        let handshake = desc
+            .handshake
+            .take()
+            .unwrap_or_else(|| Box::new(DefaultHandshake::new(desc.version)));
+        let seed = desc.seed.unwrap_or_else(seed_from_clock);
+        let endpoint = Endpoint::with_handshake(config, handshake, start, seed)?;
+        let settings = Settings {
+            mode: desc.thread_mode,
+            local_addr,
+            family: desc.family_type,
+            message_mtu: carrier_proto::message_mtu(max_datagram),
+            channel_count: desc.channel_count,
+            batch_bytes: desc.send_batch_packet_count as usize * max_datagram,
+            connection_timeout: Duration::from_millis(u64::from(desc.connection_timeout_ms)),
+            shutdown_timeout: Duration::from_millis(u64::from(desc.shutdown_timeout_ms)),
+        };
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core::new(
+                endpoint,
+                desc.simulator.take(),
+                local_addr,
+                max_datagram,
+            )),
+            mailbox: Mutex::new(Mailbox::default()),
+            events: Mutex::new(VecDeque::new()),
+            events_ready: Condvar::new(),
+            waker: driver.waker(),
+            dirty: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+            last_update_ms: AtomicU64::new(0),
+            epoch: start,
+            tick: Mutex::new(false),
+            tick_cv: Condvar::new(),
+        });
+        tracing::info!(%local_addr, seed, mode = ?settings.mode, "carrier created");
+        let io = Io::new(driver);
+        let carrier = match settings.mode {
+            ThreadMode::Manual => Carrier {
+                shared,
+                settings,
+                io: Some(Mutex::new(io)),
+                thread: Mutex::new(None),
+                shut_down: AtomicBool::new(false),
+            },
+            ThreadMode::Dedicated => {
+                let thread_shared = Arc::clone(&shared);
+                let cfg = ThreadConfig {
+                    cpu: desc.thread_cpu_id,
+                    priority: desc.thread_priority,
+                    tick: Duration::from_millis(u64::from(desc.thread_update_time_ms)),
+                    instant: desc.thread_instant_response,
+                    connection_timeout: settings.connection_timeout,
+                    shutdown_timeout: settings.shutdown_timeout,
+                };
+                let handle = std::thread::Builder::new()
+                    .name("carrier".into())
+                    .spawn(move || carrier_thread(io, &thread_shared, cfg))
+                    .map_err(|e| {
+                        crate::driver::DriverError::new(crate::driver::DriverErrorCode::Platform, e)
+                    })?;
+                Carrier {
+                    shared,
+                    settings,
+                    io: None,
+                    thread: Mutex::new(Some(handle)),
+                    shut_down: AtomicBool::new(false),
+                }
+            }
+        };
+        Ok(carrier)
+    }
+
+    fn mark_alive(&self) {
+        let ms = now()
+            .saturating_duration_since(self.shared.epoch)
+            .as_millis() as u64;
+        self.shared.last_update_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Call once per frame. Manual mode: does the I/O (receive, timers, send). Dedicated mode:
+    /// tells the carrier thread the game is alive (the update watchdog). Events and messages are
+    /// then read with [`poll_event`](Self::poll_event) and [`poll_message`](Self::poll_message)
+    /// or [`receive`](Self::receive).
+    pub fn update(&self) {
+        self.mark_alive();
+        if let Some(io) = &self.io {
+            lock(io).turn(&self.shared, now());
+        }
+    }
+
+    /// Starts connecting to `addr` ("host:port", names are resolved). The outcome arrives as
+    /// [`CarrierEvent::ConnectionEstablished`] or [`CarrierEvent::FailedToConnect`].
+    pub fn connect(&self, addr: &str) -> Result<ConnectionId, ConnectError> {
+        if self.shut_down.load(Ordering::SeqCst) {
+            return Err(ConnectError::ShutDown);
+        }
+        let target = self.resolve(addr)?;
+        let id = lock(&self.shared.core).endpoint.connect(now(), target)?;
+        self.shared.poke();
+        Ok(id)
+    }
+
+    /// Starts connecting to a socket address.
+    pub fn connect_addr(&self, addr: SocketAddr) -> Result<ConnectionId, ConnectError> {
+        self.connect(&addr.to_string())
+    }
+
+    fn resolve(&self, addr: &str) -> Result<SocketAddr, ConnectError> {
+        let fail = |reason: String| ConnectError::Resolve {
+            address: addr.to_string(),
+            reason,
+        };
+        let candidates: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|e| fail(e.to_string()))?
+            .collect();
+        let pick = match self.settings.family {
+            FamilyType::Ipv4 => candidates.iter().find(|a| a.is_ipv4()).copied(),
+            FamilyType::Ipv6 => candidates.iter().find(|a| a.is_ipv6()).copied(),
+            // A dual-stack socket sees IPv4 peers as IPv4-mapped IPv6 addresses.
+            FamilyType::DualStack => candidates.first().map(|a| match a.ip() {
+                IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port()),
+                IpAddr::V6(_) => *a,
+            }),
+        };
+        pick.ok_or_else(|| fail(format!("no {:?} address", self.settings.family)))
+    }
+
+    /// Closes a connection; the peer learns [`DisconnectReason::UserRequested`]. The
+    /// [`CarrierEvent::Disconnect`] (or `FailedToConnect`) event follows.
+    pub fn disconnect(&self, id: ConnectionId) {
+        lock(&self.shared.core)
+            .endpoint
+            .disconnect(now(), id, DisconnectReason::UserRequested);
+        self.shared.poke();
+    }
+
+    /// Closes every connection.
+    pub fn disconnect_all(&self) {
+        {
+            let mut core = lock(&self.shared.core);
+            let ids: Vec<ConnectionId> = core.endpoint.connection_ids().collect();
+            let t = now();
+            for id in ids {
+                core.endpoint
+                    .disconnect(t, id, DisconnectReason::UserRequested);
+            }
+        }
+        self.shared.poke();
+    }
+
+    /// Queues a message (copied) for `target`: one connection, or every connected one.
+    ///
+    /// Errors: unknown connection, not connected, invalid channel, too large for the agreed
+    /// maximum message size, send queue full. For [`Target::AllConnected`] the message goes to
+    /// every connected connection and the first error, if any, is returned after all were tried.
+    pub fn send(
+        &self,
+        target: impl Into<Target>,
+        payload: &[u8],
+        reliability: Reliability,
+        priority: Priority,
+        channel: impl Into<ChannelId>,
+    ) -> Result<(), SendError> {
+        self.send_bytes(
+            target,
+            Bytes::copy_from_slice(payload),
+            reliability,
+            priority,
+            channel,
+        )
+    }
+
+    /// Like [`send`](Self::send), without copying the payload.
+    pub fn send_bytes(
+        &self,
+        target: impl Into<Target>,
+        payload: Bytes,
+        reliability: Reliability,
+        priority: Priority,
+        channel: impl Into<ChannelId>,
+    ) -> Result<(), SendError> {
+        let channel = channel.into();
+        let wake = {
+            let mut core = lock(&self.shared.core);
+            match target.into() {
+                Target::Connection(id) => {
+                    core.endpoint
+                        .send(id, channel, priority, reliability, payload)?;
+                    self.should_wake(&core.endpoint, id)
+                }
+                Target::AllConnected => {
+                    let ids: Vec<ConnectionId> = core
+                        .endpoint
+                        .connection_ids()
+                        .filter(|id| {
+                            core.endpoint
+                                .connection(*id)
+                                .is_some_and(|c| c.is_connected())
+                        })
+                        .collect();
+                    let mut first_error = None;
+                    let mut wake = false;
+                    for id in ids {
+                        match core.endpoint.send(
+                            id,
+                            channel,
+                            priority,
+                            reliability,
+                            payload.clone(),
+                        ) {
+                            Ok(()) => wake |= self.should_wake(&core.endpoint, id),
+                            Err(e) => {
+                                first_error.get_or_insert(e);
+                            }
+                        }
+                    }
+                    if let Some(e) = first_error {
+                        if wake {
+                            self.shared.poke();
+                        }
+                        return Err(e);
+                    }
+                    wake
+                }
+            }
+        };
+        if wake {
+            self.shared.poke();
+        }
+        Ok(())
+    }
+
+    /// Send batching (`send_batch_packet_count`): 0 wakes the carrier thread on every send;
+    /// N wakes it once N full datagrams are queued, otherwise data leaves on the next tick.
+    fn should_wake(&self, endpoint: &Endpoint, id: ConnectionId) -> bool {
+        if self.settings.mode == ThreadMode::Manual {
+            return false;
+        }
+        self.settings.batch_bytes == 0
+            || endpoint
+                .connection(id)
+                .is_some_and(|c| c.queued_bytes() >= self.settings.batch_bytes)
+    }
+
+    fn check_channel(&self, channel: ChannelId) -> Result<(), ReceiveError> {
+        if channel.get() >= self.settings.channel_count {
+            Err(ReceiveError::InvalidChannel(channel))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The next whole message of a connection's channel, if any.
+    pub fn receive(&self, id: ConnectionId, channel: impl Into<ChannelId>) -> Option<Bytes> {
+        let channel = channel.into();
+        lock(&self.shared.mailbox)
+            .pop(id, channel.get())
+            .map(|m| m.payload)
+    }
+
+    /// Copies the next message of a connection's channel into `buf` without allocating;
+    /// `Ok(None)` when there is none, `BufferTooSmall` (the message stays queued) when it does
+    /// not fit.
+    pub fn receive_into(
+        &self,
+        id: ConnectionId,
+        channel: impl Into<ChannelId>,
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, ReceiveError> {
+        let channel = channel.into();
+        self.check_channel(channel)?;
+        let mut mailbox = lock(&self.shared.mailbox);
+        let Some(needed) = mailbox.peek_len(id, channel.get()) else {
+            return Ok(None);
+        };
+        if needed > buf.len() {
+            return Err(ReceiveError::BufferTooSmall {
+                needed,
+                len: buf.len(),
+            });
+        }
+        let Some(m) = mailbox.pop(id, channel.get()) else {
+            return Ok(None);
+        };
+        buf[..needed].copy_from_slice(&m.payload);
+        Ok(Some(needed))
+    }
+
+    /// The next message of any connection and channel, in delivery order.
+    pub fn poll_message(&self) -> Option<(ConnectionId, Message)> {
+        lock(&self.shared.mailbox).pop_any()
+    }
+
+    /// Messages waiting to be received.
+    pub fn pending_messages(&self) -> usize {
+        lock(&self.shared.mailbox).len()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&self) -> Option<CarrierEvent> {
+        self.mark_alive();
+        lock(&self.shared.events).pop_front()
+    }
+
+    /// Blocks until an event arrives or `timeout` passes (in manual mode it drives the I/O
+    /// meanwhile). For tools and servers without a frame loop.
+    pub fn wait_event(&self, timeout: Duration) -> Option<CarrierEvent> {
+        let deadline = now() + timeout;
+        self.mark_alive();
+        if let Some(io) = &self.io {
+            loop {
+                let t = now();
+                let next = lock(io).turn(&self.shared, t);
+                if let Some(e) = lock(&self.shared.events).pop_front() {
+                    return Some(e);
+                }
+                if t >= deadline {
+                    return None;
+                }
+                let until = next.map_or(deadline, |n| n.min(deadline));
+                lock(io).wait(&self.shared, Some(until), now(), true);
+            }
+        }
+        let mut events = lock(&self.shared.events);
+        loop {
+            if let Some(e) = events.pop_front() {
+                return Some(e);
+            }
+            let left = deadline.saturating_duration_since(now());
+            if left.is_zero() {
+                return None;
+            }
+            events = self
+                .shared
+                .events_ready
+                .wait_timeout(events, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Statistics of a connection (last second and lifetime, all and effective data, RTT,
+    /// flow).
+    pub fn statistics(&self, id: ConnectionId) -> Option<Statistics> {
+        let t = now();
+        lock(&self.shared.core)
+            .endpoint
+            .connection(id)
+            .map(|c| c.statistics(t))
+    }
+
+    /// A connection's state ([`ConnectionState::Disconnected`] once it is gone).
+    pub fn connection_state(&self, id: ConnectionId) -> ConnectionState {
+        lock(&self.shared.core)
+            .endpoint
+            .connection(id)
+            .map_or(ConnectionState::Disconnected, |c| c.state())
+    }
+
+    /// The peer address of a connection.
+    pub fn remote_addr(&self, id: ConnectionId) -> Option<SocketAddr> {
+        lock(&self.shared.core)
+            .endpoint
+            .connection(id)
+            .map(|c| c.remote_addr())
+    }
+
+    /// Every connection (any state).
+    pub fn connections(&self) -> Vec<ConnectionId> {
+        lock(&self.shared.core).endpoint.connection_ids().collect()
+    }
+
+    /// The bound local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.settings.local_addr
+    }
+
+    /// The bound local port.
+    pub fn port(&self) -> u16 {
+        self.settings.local_addr.port()
+    }
+
+    /// The largest message that travels in one datagram unsplit, for this carrier's datagram
+    /// size (a connection to a peer with smaller datagrams may have a smaller one:
+    /// [`connection_message_mtu`](Self::connection_message_mtu)).
+    pub fn message_mtu(&self) -> usize {
+        self.settings.message_mtu
+    }
+
+    /// The message MTU agreed with one connection's peer.
+    pub fn connection_message_mtu(&self, id: ConnectionId) -> Option<usize> {
+        lock(&self.shared.core)
+            .endpoint
+            .connection(id)
+            .map(|c| c.message_mtu())
+    }
+
+    /// Turns disconnect detection (timeouts) on or off at runtime (the original's
+    /// `DebugEnableDisconnectDetection`).
+    pub fn set_disconnect_detection(&self, enabled: bool) {
+        lock(&self.shared.core)
+            .endpoint
+            .set_timeouts_enabled(now(), enabled);
+        self.shared.poke();
+    }
+
+    /// Runs `f` on the simulator, if one is configured (to change its settings at runtime).
+    pub fn with_simulator<R>(
+        &self,
+        f: impl FnOnce(&mut dyn carrier_sim::Simulator) -> R,
+    ) -> Option<R> {
+        let mut core = lock(&self.shared.core);
+        core.simulator.as_mut().map(|sim| f(sim.as_mut()))
+    }
+
+    /// Sends disconnects (`ShuttingDown`) to every peer, waits for them to be delivered (at most
+    /// `shutdown_timeout_ms`) and stops the carrier thread. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        if self.shut_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        lock(&self.shared.core).endpoint.shutdown(now());
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        self.shared.wake();
+        if let Some(io) = &self.io {
+            let deadline = now() + self.settings.shutdown_timeout;
+            loop {
+                let t = now();
+                let next = lock(io).turn(&self.shared, t);
+                let left = lock(&self.shared.core).endpoint.table_sizes().connections;
+                if left == 0 || t >= deadline {
+                    break;
+                }
+                let until = next.map_or(deadline, |n| n.min(deadline));
+                lock(io).wait(&self.shared, Some(until), now(), true);
+            }
+        }
+        if let Some(handle) = lock(&self.thread).take() {
+            // The thread exits within the shutdown timeout; a panic inside it is reported, not
+            // propagated.
+            if handle.join().is_err() {
+                tracing::error!("the carrier thread panicked");
+            }
+        }
+        tracing::info!(local_addr = %self.settings.local_addr, "carrier shut down");
+    }
+}
+
+impl Drop for Carrier {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct ThreadConfig {
+    cpu: i32,
+    priority: i32,
+    tick: Duration,
+    instant: bool,
+    connection_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
+    let mut setup_errors = Vec::new();
+    if cfg.cpu >= 0
+        && let Err(e) = crate::sys::pin_to_cpu(cfg.cpu as usize)
+    {
+        setup_errors.push(e);
+    }
+    if cfg.priority != INHERIT_PRIORITY
+        && let Err(e) = crate::sys::set_nice(cfg.priority)
+    {
+        setup_errors.push(e);
+    }
+    if !setup_errors.is_empty() {
+        let mut events = lock(&shared.events);
+        for message in setup_errors {
+            tracing::warn!(%message, "carrier thread setup failed");
+            events.push_back(CarrierEvent::ThreadSetupFailed { message });
+        }
+        drop(events);
+        shared.events_ready.notify_all();
+    }
+    let mut next_tick = now() + cfg.tick;
+    let mut watchdog_fired_at: Option<u64> = None;
+    let mut shutdown_deadline: Option<Instant> = None;
+    loop {
+        let t = now();
+        let deadline = io.turn(shared, t);
+        // The update watchdog (original EC_UPDATE_TIMEOUT): once, until update() resumes.
+        let last = shared.last_update_ms.load(Ordering::Relaxed);
+        let since_epoch = t.saturating_duration_since(shared.epoch);
+        let silent = since_epoch.saturating_sub(Duration::from_millis(last));
+        let detection = lock(&shared.core).endpoint.timeouts_enabled();
+        if detection && silent > cfg.connection_timeout && watchdog_fired_at != Some(last) {
+            watchdog_fired_at = Some(last);
+            lock(&shared.events).push_back(CarrierEvent::SecurityError {
+                id: None,
+                error: SecurityError::UpdateTimeout,
+            });
+            shared.events_ready.notify_all();
+        }
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            let end = *shutdown_deadline.get_or_insert(t + cfg.shutdown_timeout);
+            let left = lock(&shared.core).endpoint.table_sizes().connections;
+            if left == 0 || t >= end {
+                break;
+            }
+        }
+        if t >= next_tick {
+            next_tick = t + cfg.tick;
+        }
+        let mut until = if cfg.instant {
+            deadline.map_or(next_tick, |d| d.min(next_tick))
+        } else {
+            next_tick
+        };
+        if let Some(end) = shutdown_deadline {
+            until = until.min(end);
+        }
+        // Wake up in time for the watchdog as well.
+        let watchdog = shared.epoch + Duration::from_millis(last) + cfg.connection_timeout;
+        if watchdog > t {
+            until = until.min(watchdog + Duration::from_millis(1));
+        }
+        io.wait(shared, Some(until), now(), cfg.instant);
+    }
+    tracing::debug!("carrier thread exits");
+}

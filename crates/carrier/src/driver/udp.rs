@@ -1,0 +1,279 @@
+//! The default driver: one non-blocking UDP socket (IPv4, IPv6 or dual-stack), one datagram per
+//! syscall, woken by an eventfd-backed `mio` waker (works whatever the bind address).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{Driver, DriverError, DriverErrorCode, Outgoing, RecvMeta, Wake};
+use crate::desc::FamilyType;
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+/// Bytes of datagrams kept while the socket's send buffer is full; beyond, they are dropped
+/// (reliable data is resent by the protocol).
+const MAX_PENDING_BYTES: usize = 4 << 20;
+
+/// How to open a [`UdpDriver`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpDriverConfig {
+    /// Address family.
+    pub family: FamilyType,
+    /// Local address to bind (`None`: any address of the family).
+    pub address: Option<IpAddr>,
+    /// Local port (0: chosen by the system).
+    pub port: u16,
+    /// `SO_RCVBUF`, bytes.
+    pub receive_buffer_size: usize,
+    /// `SO_SNDBUF`, bytes.
+    pub send_buffer_size: usize,
+    /// Largest datagram payload.
+    pub max_payload: usize,
+}
+
+struct MioWake(Waker);
+
+impl Wake for MioWake {
+    fn wake(&self) {
+        if let Err(e) = self.0.wake() {
+            tracing::warn!(error = %e, "could not wake the carrier thread");
+        }
+    }
+}
+
+/// The default UDP driver.
+pub struct UdpDriver {
+    socket: UdpSocket,
+    poll: Poll,
+    events: Events,
+    waker: Arc<MioWake>,
+    local: SocketAddr,
+    max_payload: usize,
+    pending: VecDeque<(SocketAddr, Vec<u8>)>,
+    pending_bytes: usize,
+    writable_interest: bool,
+    /// Datagrams dropped because the socket's send buffer stayed full.
+    dropped: u64,
+}
+
+impl std::fmt::Debug for UdpDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpDriver")
+            .field("local", &self.local)
+            .field("max_payload", &self.max_payload)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(code: DriverErrorCode) -> impl Fn(io::Error) -> DriverError {
+    move |e| DriverError::new(code, e)
+}
+
+impl UdpDriver {
+    /// Opens and binds the socket.
+    pub fn open(config: &UdpDriverConfig) -> Result<Self, DriverError> {
+        let (domain, any) = match config.family {
+            FamilyType::Ipv4 => (Domain::IPV4, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            FamilyType::Ipv6 | FamilyType::DualStack => {
+                (Domain::IPV6, IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+            }
+        };
+        let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+            .map_err(err(DriverErrorCode::SocketCreate))?;
+        if domain == Domain::IPV6 {
+            socket
+                .set_only_v6(config.family == FamilyType::Ipv6)
+                .map_err(err(DriverErrorCode::SocketOption))?;
+        }
+        socket
+            .set_recv_buffer_size(config.receive_buffer_size)
+            .map_err(err(DriverErrorCode::SocketOption))?;
+        socket
+            .set_send_buffer_size(config.send_buffer_size)
+            .map_err(err(DriverErrorCode::SocketOption))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(err(DriverErrorCode::SocketMakeNonBlock))?;
+        let ip = config.address.unwrap_or(any);
+        let bind = SocketAddr::new(ip, config.port);
+        socket
+            .bind(&bind.into())
+            .map_err(err(DriverErrorCode::SocketBind))?;
+        let std_socket: std::net::UdpSocket = socket.into();
+        let mut socket = UdpSocket::from_std(std_socket);
+        let local = socket
+            .local_addr()
+            .map_err(err(DriverErrorCode::SocketBind))?;
+        let poll = Poll::new().map_err(err(DriverErrorCode::Platform))?;
+        poll.registry()
+            .register(&mut socket, SOCKET, Interest::READABLE)
+            .map_err(err(DriverErrorCode::Platform))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(err(DriverErrorCode::Platform))?;
+        tracing::debug!(%local, "UDP driver bound");
+        Ok(UdpDriver {
+            socket,
+            poll,
+            events: Events::with_capacity(16),
+            waker: Arc::new(MioWake(waker)),
+            local,
+            max_payload: config.max_payload,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            writable_interest: false,
+            dropped: 0,
+        })
+    }
+
+    /// Datagrams dropped because the socket's send buffer stayed full.
+    pub fn dropped_datagrams(&self) -> u64 {
+        self.dropped
+    }
+
+    fn set_writable_interest(&mut self, on: bool) {
+        if self.writable_interest == on {
+            return;
+        }
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if self
+            .poll
+            .registry()
+            .reregister(&mut self.socket, SOCKET, interest)
+            .is_ok()
+        {
+            self.writable_interest = on;
+        }
+    }
+
+    /// Sends one datagram now; `Ok(false)` when the socket buffer is full.
+    fn send_one(&self, to: SocketAddr, datagram: &[u8]) -> Result<bool, io::Error> {
+        match self.socket.send_to(datagram, to) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            // A previous datagram's ICMP error surfacing here (Linux reports it on the next
+            // call): not this datagram's fault.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn flush_pending(&mut self, failed: &mut dyn FnMut(SocketAddr, DriverError)) {
+        while let Some((to, datagram)) = self.pending.front() {
+            match self.send_one(*to, datagram) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => failed(*to, DriverError::new(DriverErrorCode::Send, e)),
+            }
+            if let Some((_, d)) = self.pending.pop_front() {
+                self.pending_bytes -= d.len();
+            }
+        }
+        let waiting = !self.pending.is_empty();
+        self.set_writable_interest(waiting);
+    }
+
+    fn queue(&mut self, to: SocketAddr, datagram: &[u8]) {
+        if self.pending_bytes + datagram.len() > MAX_PENDING_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.pending_bytes += datagram.len();
+        self.pending.push_back((to, datagram.to_vec()));
+    }
+}
+
+impl Driver for UdpDriver {
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    fn send(
+        &mut self,
+        _now: Instant,
+        batch: &[Outgoing<'_>],
+        failed: &mut dyn FnMut(SocketAddr, DriverError),
+    ) {
+        self.flush_pending(failed);
+        for out in batch {
+            for datagram in out.datagrams() {
+                if datagram.len() > self.max_payload {
+                    failed(
+                        out.to,
+                        DriverError::new(
+                            DriverErrorCode::BufferTooLarge,
+                            format!("{} bytes > {}", datagram.len(), self.max_payload),
+                        ),
+                    );
+                    continue;
+                }
+                if !self.pending.is_empty() {
+                    self.queue(out.to, datagram);
+                    continue;
+                }
+                match self.send_one(out.to, datagram) {
+                    Ok(true) => {}
+                    Ok(false) => self.queue(out.to, datagram),
+                    Err(e) => failed(out.to, DriverError::new(DriverErrorCode::Send, e)),
+                }
+            }
+        }
+        let waiting = !self.pending.is_empty();
+        self.set_writable_interest(waiting);
+    }
+
+    fn recv(
+        &mut self,
+        _now: Instant,
+        bufs: &mut [Vec<u8>],
+        metas: &mut [RecvMeta],
+    ) -> Result<usize, DriverError> {
+        let mut n = 0;
+        while n < bufs.len() && n < metas.len() {
+            match self.socket.recv_from(&mut bufs[n]) {
+                Ok((len, from)) => {
+                    metas[n] = RecvMeta {
+                        from,
+                        len,
+                        segment_size: len,
+                    };
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP port unreachable from an earlier send, reported on a later call: ignore.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(DriverError::new(DriverErrorCode::Receive, e)),
+            }
+        }
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), DriverError> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(DriverError::new(DriverErrorCode::Wait, e)),
+        }
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+}

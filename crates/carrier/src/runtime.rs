@@ -1,0 +1,406 @@
+//! The I/O turn shared by the carrier thread and manual mode: receive from the driver (through
+//! the simulator), feed the endpoint, fire its deadlines, collect its datagrams (through the
+//! simulator) and send them, then publish events and messages.
+//!
+//! The endpoint lives in [`Core`] behind a mutex that the game thread also takes to send; the
+//! driver lives in [`Io`], owned by whoever drives the I/O, so blocking in the driver never
+//! holds the endpoint lock.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use carrier_proto::{ConnectionId, DisconnectReason, Endpoint, Event};
+use carrier_sim::{Datagram, Direction, Simulator};
+
+use crate::driver::{Driver, DriverError, Outgoing, RecvMeta, Wake};
+use crate::event::{CarrierEvent, SecurityError};
+use crate::mailbox::Mailbox;
+
+/// Datagrams read from the driver per call.
+const RECV_BATCH: usize = 32;
+/// Datagrams read per turn at most, so one flooding peer cannot stall the rest of the turn.
+const RECV_PER_TURN: usize = 4_096;
+/// Datagrams collected from the endpoint per lock, then sent with the lock released.
+const SEND_BATCH: usize = 64;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: the carrier never
+/// leaves its state half-updated across a panic point, and the game must keep running.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The protocol state, shared with the game thread.
+pub(crate) struct Core {
+    pub endpoint: Endpoint,
+    pub simulator: Option<Box<dyn Simulator>>,
+    pub local_addr: SocketAddr,
+    tx_buf: Vec<u8>,
+    /// Peers whose connections started or ended since the driver was last told.
+    peer_changes: Vec<(SocketAddr, bool)>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        simulator: Option<Box<dyn Simulator>>,
+        local_addr: SocketAddr,
+        max_datagram: usize,
+    ) -> Self {
+        Core {
+            endpoint,
+            simulator,
+            local_addr,
+            tx_buf: vec![0; max_datagram],
+            peer_changes: Vec::new(),
+        }
+    }
+
+    /// One received datagram, through the simulator if any.
+    fn input(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        match self.simulator.as_mut().filter(|s| s.is_enabled()) {
+            Some(sim) => sim.input(
+                now,
+                Direction::Inbound,
+                Datagram {
+                    from,
+                    to: self.local_addr,
+                    payload: bytes.to_vec(),
+                },
+            ),
+            None => self.endpoint.handle(now, from, bytes),
+        }
+    }
+
+    /// The earliest deadline of the endpoint and the simulator.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let sim = self.simulator.as_ref().and_then(|s| s.poll_timeout());
+        match (self.endpoint.poll_timeout(), sim) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires due deadlines and releases due inbound datagrams from the simulator.
+    fn advance(&mut self, now: Instant) {
+        if let Some(sim) = self.simulator.as_mut() {
+            while let Some(d) = sim.poll_output(now, Direction::Inbound) {
+                self.endpoint.handle(now, d.from, &d.payload);
+            }
+        }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+    }
+
+    /// Collects up to [`SEND_BATCH`] datagrams to send into `out`; returns whether more may be
+    /// waiting.
+    fn collect(&mut self, now: Instant, out: &mut OutBatch) -> bool {
+        while out.entries.len() < SEND_BATCH {
+            let Some(t) = self.endpoint.poll_transmit(now, &mut self.tx_buf) else {
+                break;
+            };
+            let bytes = &self.tx_buf[..t.size];
+            match self.simulator.as_mut().filter(|s| s.is_enabled()) {
+                Some(sim) => sim.input(
+                    now,
+                    Direction::Outbound,
+                    Datagram {
+                        from: self.local_addr,
+                        to: t.destination,
+                        payload: bytes.to_vec(),
+                    },
+                ),
+                None => out.push(t.destination, bytes),
+            }
+        }
+        let full = out.entries.len() >= SEND_BATCH;
+        if let Some(sim) = self.simulator.as_mut() {
+            while out.entries.len() < SEND_BATCH {
+                let Some(d) = sim.poll_output(now, Direction::Outbound) else {
+                    break;
+                };
+                out.push(d.to, &d.payload);
+            }
+        }
+        full || out.entries.len() >= SEND_BATCH
+    }
+
+    /// Moves the endpoint's events and messages to the game-side queues.
+    fn publish(&mut self, shared: &Shared) {
+        let mut published = false;
+        {
+            let mut mailbox = lock(&shared.mailbox);
+            while let Some((id, m)) = self.endpoint.poll_message() {
+                mailbox.push(id, m);
+                published = true;
+            }
+        }
+        let mut events = lock(&shared.events);
+        while let Some(e) = self.endpoint.poll_event() {
+            let event = match e {
+                Event::IncomingConnection { id, addr } => {
+                    self.peer_changes.push((addr, true));
+                    CarrierEvent::IncomingConnection { id, addr }
+                }
+                Event::ConnectionEstablished { id } => CarrierEvent::ConnectionEstablished { id },
+                Event::FailedToConnect { id, reason } => {
+                    self.peer_left(id);
+                    CarrierEvent::FailedToConnect { id, reason }
+                }
+                Event::Disconnect { id, reason } => {
+                    self.peer_left(id);
+                    CarrierEvent::Disconnect { id, reason }
+                }
+                Event::SecurityError { id, reason } => CarrierEvent::SecurityError {
+                    id: Some(id),
+                    error: SecurityError::BadDatagram(reason),
+                },
+                Event::RateChange {
+                    id,
+                    bytes_per_second,
+                } => CarrierEvent::RateChange {
+                    id,
+                    bytes_per_second,
+                },
+                other => {
+                    tracing::debug!(event = ?other, "unhandled protocol event");
+                    continue;
+                }
+            };
+            tracing::debug!(?event, "carrier event");
+            events.push_back(event);
+            published = true;
+        }
+        drop(events);
+        if published {
+            shared.events_ready.notify_all();
+        }
+    }
+
+    fn peer_left(&mut self, id: ConnectionId) {
+        if let Some(c) = self.endpoint.connection(id) {
+            self.peer_changes.push((c.remote_addr(), false));
+        }
+    }
+
+    /// Drops the connection to `peer` after a send failure (docs: a send error on one
+    /// connection drops only that connection).
+    fn send_failed(&mut self, now: Instant, peer: SocketAddr, error: DriverError, shared: &Shared) {
+        let id = self.endpoint.connection_by_addr(peer);
+        tracing::warn!(%peer, %error, "send failed");
+        lock(&shared.events).push_back(CarrierEvent::DriverError { id, error });
+        if let Some(id) = id {
+            self.endpoint
+                .disconnect(now, id, DisconnectReason::DriverError);
+        }
+    }
+}
+
+/// Datagrams collected under the endpoint lock, sent after it is released.
+#[derive(Default)]
+pub(crate) struct OutBatch {
+    data: Vec<u8>,
+    entries: Vec<(SocketAddr, Range<usize>)>,
+}
+
+impl OutBatch {
+    fn push(&mut self, to: SocketAddr, bytes: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.entries.push((to, start..self.data.len()));
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.entries.clear();
+    }
+}
+
+/// What the game thread and the I/O side share.
+pub(crate) struct Shared {
+    pub core: Mutex<Core>,
+    pub mailbox: Mutex<Mailbox>,
+    pub events: Mutex<VecDeque<CarrierEvent>>,
+    pub events_ready: Condvar,
+    pub waker: Arc<dyn Wake>,
+    /// Set by `send` (and other commands); the I/O side clears it when it starts a turn.
+    pub dirty: AtomicBool,
+    /// Set by the carrier thread while it waits.
+    pub sleeping: AtomicBool,
+    pub shutting_down: AtomicBool,
+    /// Milliseconds since `epoch` of the game's last `update()`.
+    pub last_update_ms: AtomicU64,
+    pub epoch: Instant,
+    /// A tick-mode sleeper (thread_instant_response = false) waits on this.
+    pub tick: Mutex<bool>,
+    pub tick_cv: Condvar,
+}
+
+impl Shared {
+    /// Wakes the I/O side if it sleeps (Dekker-style: `dirty` is set before `sleeping` is read,
+    /// the thread sets `sleeping` before it reads `dirty`).
+    pub(crate) fn poke(&self) {
+        self.dirty.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    pub(crate) fn wake(&self) {
+        self.waker.wake();
+        *lock(&self.tick) = true;
+        self.tick_cv.notify_all();
+    }
+}
+
+/// The driver side, owned by the carrier thread or, in manual mode, by the `Carrier`.
+pub(crate) struct Io {
+    pub driver: Box<dyn Driver>,
+    bufs: Vec<Vec<u8>>,
+    metas: Vec<RecvMeta>,
+    out: OutBatch,
+    failures: Vec<(SocketAddr, DriverError)>,
+}
+
+impl Io {
+    pub(crate) fn new(driver: Box<dyn Driver>) -> Self {
+        let size = driver.max_payload().max(2048);
+        Io {
+            driver,
+            bufs: (0..RECV_BATCH).map(|_| vec![0u8; size]).collect(),
+            metas: vec![RecvMeta::default(); RECV_BATCH],
+            out: OutBatch::default(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// One turn: receive, fire deadlines, send, publish. Returns the next deadline.
+    pub(crate) fn turn(&mut self, shared: &Shared, now: Instant) -> Option<Instant> {
+        shared.dirty.store(false, Ordering::SeqCst);
+        // 1. Receive, a batch per lock.
+        let mut received = 0;
+        while received < RECV_PER_TURN {
+            let n = match self.driver.recv(now, &mut self.bufs, &mut self.metas) {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(%error, "receive failed");
+                    lock(&shared.events).push_back(CarrierEvent::DriverError { id: None, error });
+                    shared.events_ready.notify_all();
+                    0
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            received += n;
+            let mut core = lock(&shared.core);
+            for (buf, meta) in self.bufs.iter().zip(&self.metas).take(n) {
+                let len = meta.len.min(buf.len());
+                let seg = if meta.segment_size == 0 {
+                    len
+                } else {
+                    meta.segment_size
+                };
+                for datagram in buf[..len].chunks(seg.max(1)) {
+                    core.input(now, meta.from, datagram);
+                }
+            }
+        }
+        // 2. Deadlines of the driver.
+        if self.driver.poll_timeout().is_some_and(|t| t <= now) {
+            self.driver.handle_timeout(now);
+        }
+        // 3. Deadlines and output of the endpoint, a batch per lock.
+        let mut first = true;
+        loop {
+            self.out.clear();
+            let more = {
+                let mut core = lock(&shared.core);
+                if first {
+                    core.advance(now);
+                    first = false;
+                }
+                let more = core.collect(now, &mut self.out);
+                for (peer, up) in core.peer_changes.drain(..) {
+                    if up {
+                        self.driver.on_peer_connected(peer);
+                    } else {
+                        self.driver.on_peer_disconnected(peer);
+                    }
+                }
+                more
+            };
+            if !self.out.entries.is_empty() {
+                let batch: Vec<Outgoing<'_>> = self
+                    .out
+                    .entries
+                    .iter()
+                    .map(|(to, r)| Outgoing {
+                        to: *to,
+                        payload: &self.out.data[r.clone()],
+                        segment_size: r.len(),
+                    })
+                    .collect();
+                let failures = &mut self.failures;
+                self.driver
+                    .send(now, &batch, &mut |peer, e| failures.push((peer, e)));
+            }
+            if !self.failures.is_empty() {
+                let mut core = lock(&shared.core);
+                for (peer, e) in self.failures.drain(..) {
+                    core.send_failed(now, peer, e, shared);
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        // 4. Publish, and say when to come back.
+        let mut core = lock(&shared.core);
+        core.publish(shared);
+        let deadline = core.poll_timeout();
+        drop(core);
+        match (deadline, self.driver.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Waits for data, a wake-up or `until`; `instant` says whether incoming data wakes it.
+    pub(crate) fn wait(
+        &mut self,
+        shared: &Shared,
+        until: Option<Instant>,
+        now: Instant,
+        instant: bool,
+    ) {
+        let timeout = until.map(|t| t.saturating_duration_since(now));
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if shared.dirty.load(Ordering::SeqCst) || timeout == Some(Duration::ZERO) {
+            shared.sleeping.store(false, Ordering::SeqCst);
+            return;
+        }
+        if instant {
+            if let Err(error) = self.driver.wait(timeout) {
+                tracing::warn!(%error, "wait failed");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        } else {
+            let mut woken = lock(&shared.tick);
+            let limit = timeout.unwrap_or(Duration::from_millis(100));
+            if !*woken {
+                woken = shared
+                    .tick_cv
+                    .wait_timeout(woken, limit)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            *woken = false;
+        }
+        shared.sleeping.store(false, Ordering::SeqCst);
+    }
+}
