@@ -380,12 +380,14 @@ impl Connection {
                 });
                 self.begin_closing(now, reason);
             }
-            Phase::Connecting { .. } | Phase::Accepting { .. } => {
+            // A pending incoming connection: tell the initiator instead of letting it retry.
+            Phase::Accepting { .. } => self.refuse(now, reason, Vec::new()),
+            Phase::Connecting { .. } => {
                 self.events.push_back(Event::FailedToConnect {
                     id: self.id,
                     reason,
                 });
-                if self.remote_wire_id != 0 && self.side == Side::Initiator {
+                if self.remote_wire_id != 0 {
                     self.begin_closing(now, reason);
                 } else {
                     self.phase = Phase::Closed;
