@@ -1,2 +1,19 @@
-//! The `carrier` command-line tool (being written).
-fn main() {}
+//! The `carrier` binary: parses the command line and hands it to [`carrier_cli::run`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = carrier_cli::Cli::parse();
+    carrier_cli::init_logging();
+    let mut stdout = std::io::stdout().lock();
+    match carrier_cli::run(cli, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            drop(stdout);
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -265,21 +265,24 @@ impl Connection {
                 // The parser guarantees a predecessor for implicit numbers.
                 (None, None) => return Err(DropReason::Malformed),
             };
-            if m.reliable {
-                let payload = datagram
-                    .get(m.payload.clone())
-                    .ok_or(DropReason::Malformed)?;
-                let msg = IncomingMessage {
-                    seq: s,
-                    rel: r,
-                    reliable: true,
-                    fragment: m
-                        .fragment
-                        .map(|(index, count)| FragmentInfo { index, count }),
-                    payload,
-                };
-                charge = charge.saturating_add(stream.buffer_charge(&msg, max_message));
-            }
+            let payload = datagram
+                .get(m.payload.clone())
+                .ok_or(DropReason::Malformed)?;
+            let msg = IncomingMessage {
+                seq: s,
+                rel: r,
+                reliable: m.reliable,
+                fragment: m
+                    .fragment
+                    .map(|(index, count)| FragmentInfo { index, count }),
+                payload,
+            };
+            // Malformed frames (above the agreed maximum, impossible or inconsistent fragments)
+            // drop the whole packet before anything is applied or acknowledged.
+            let cost = stream
+                .precheck(&msg, max_message)
+                .map_err(|_| DropReason::Malformed)?;
+            charge = charge.saturating_add(cost);
             seqs.push((s, r));
             prev = Some((s, r, m.reliable));
         }

@@ -205,27 +205,47 @@ impl RecvStream {
     /// were applied now: 0 for unreliable frames, duplicates, immediate deliveries and frames
     /// that are malformed. Several frames of one packet may touch the same reassembly; the sum
     /// of their charges is then an upper bound.
+    #[cfg(test)]
     pub fn buffer_charge(&self, msg: &IncomingMessage<'_>, max_message_size: usize) -> usize {
-        if !msg.reliable || msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
-            return 0;
-        }
+        self.precheck(msg, max_message_size).unwrap_or(0)
+    }
+
+    /// Checks one message frame without changing anything (the first pass over a packet,
+    /// docs/protocol.md §5): `Err` if it is malformed — above the agreed maximum message size,
+    /// an impossible fragment, or a fragment inconsistent with the others of its message — and
+    /// otherwise what [`buffer_charge`](Self::buffer_charge) says.
+    pub fn precheck(
+        &self,
+        msg: &IncomingMessage<'_>,
+        max_message_size: usize,
+    ) -> Result<usize, RecvError> {
         let len = msg.payload.len();
         let Some(frag) = msg.fragment else {
-            return if msg.rel == self.next_r || len > max_message_size {
-                0
-            } else {
-                message_cost(len)
-            };
+            if len > max_message_size {
+                return Err(RecvError::Malformed("message above max_message_size"));
+            }
+            let buffered =
+                msg.reliable && msg.rel > self.next_r && !self.queued.contains_key(&msg.rel);
+            return Ok(if buffered { message_cost(len) } else { 0 });
         };
-        if validate_fragment(frag, len, max_message_size).is_err() {
-            return 0;
+        validate_fragment(frag, len, max_message_size)?;
+        if !msg.reliable {
+            if let Some(asm) = &self.unreliable_partial
+                && asm.seq() == msg.seq
+            {
+                asm.check(msg.seq, msg.rel, frag, len, max_message_size)?;
+            }
+            return Ok(0);
+        }
+        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+            return Ok(0);
         }
         match self.reliable_partials.get(&msg.rel) {
-            Some(asm) => match asm.check(msg.seq, msg.rel, frag, len, max_message_size) {
-                Ok(Step::Store { growth }) => growth,
-                _ => 0,
+            Some(asm) => match asm.check(msg.seq, msg.rel, frag, len, max_message_size)? {
+                Step::Store { growth } => Ok(growth),
+                _ => Ok(0),
             },
-            None => Reassembly::fresh_growth(frag, len).saturating_add(MESSAGE_COST_OVERHEAD),
+            None => Ok(Reassembly::fresh_growth(frag, len).saturating_add(MESSAGE_COST_OVERHEAD)),
         }
     }
 
