@@ -75,3 +75,72 @@ pub fn connect(server: &Carrier, client: &Carrier) -> (ConnectionId, ConnectionI
     assert!(ok, "connection established within 5 s");
     (id, server_id.unwrap())
 }
+
+/// Serialises the heavy socket tests of one test binary (each test file is its own binary, so
+/// the lock is per file): they get the CPU and the socket buffers to themselves. A test that
+/// failed while holding it does not block the others.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pumps `carriers` until `watched` reports an event for which `pred` holds; every event seen
+/// (the match included) is appended to `log`. Returns the matching event, or `None` after
+/// `limit`.
+pub fn expect_event(
+    carriers: &[&Carrier],
+    watched: &Carrier,
+    limit: Duration,
+    log: &mut Vec<CarrierEvent>,
+    pred: impl Fn(&CarrierEvent) -> bool,
+) -> Option<CarrierEvent> {
+    let mut found = None;
+    pump_until(carriers, limit, || {
+        while let Some(e) = watched.poll_event() {
+            log.push(e.clone());
+            if found.is_none() && pred(&e) {
+                found = Some(e);
+            }
+        }
+        found.is_some()
+    });
+    found
+}
+
+/// A payload of `len` bytes that differs for every `seed` and every position, so a misplaced,
+/// truncated or mixed-up byte is caught.
+pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = (seed.wrapping_mul(0x9E37_79B9) ^ 0x5bd1_e995) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Asserts two byte strings are equal without printing kilobytes: names the first difference.
+#[track_caller]
+pub fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!(
+            "{what}: first difference at byte {i} of {} (got {:#04x}, want {:#04x})",
+            want.len(),
+            got[i],
+            want[i]
+        );
+    }
+}
+
+/// Shuts the carriers down at the same time (each on its own thread), so manual-mode carriers
+/// keep answering each other's disconnects instead of each waiting for its shutdown timeout.
+pub fn shutdown_all(carriers: &[&Carrier]) {
+    std::thread::scope(|s| {
+        for c in carriers {
+            s.spawn(move || c.shutdown());
+        }
+    });
+}
