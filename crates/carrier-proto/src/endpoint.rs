@@ -257,7 +257,9 @@ impl Endpoint {
             Ok(Packet::Accept(acc)) => {
                 self.with_connection(from, |c, hs| c.handle_accept(now, &acc, hs))
             }
-            Ok(Packet::Reject(rej)) => self.with_connection(from, |c, _| c.handle_reject(&rej)),
+            Ok(Packet::Reject(rej)) => {
+                self.with_connection(from, |c, hs| c.handle_reject(&rej, hs))
+            }
         };
         if let Err(reason) = result {
             self.record_drop(now, from, reason);
@@ -587,6 +589,16 @@ impl Endpoint {
     /// Dropped datagrams by reason.
     pub fn drops(&self) -> &DropCounters {
         &self.drops
+    }
+
+    /// Connections that still need the network: all but those that only acknowledge a peer's
+    /// disconnect or answer a refused handshake until their linger ends. A shutdown is complete
+    /// when this is 0.
+    pub fn busy_connections(&self) -> usize {
+        self.connections
+            .values()
+            .filter(|c| !c.is_quiescent())
+            .count()
     }
 
     /// Sizes of every internal table.

@@ -74,6 +74,10 @@ pub trait Handshake: Send + fmt::Debug {
     /// Initiator: check the acceptor's reply; an error fails the connection with that reason.
     fn on_accept(&mut self, peer: SocketAddr, reply: &[u8]) -> Result<(), DisconnectReason>;
 
+    /// Initiator: the acceptor refused with `reason` and `payload` (the payload of its
+    /// [`HandshakeDecision::Reject`]). Informational; the connection fails with `reason`.
+    fn on_reject(&mut self, _peer: SocketAddr, _reason: DisconnectReason, _payload: &[u8]) {}
+
     /// How long the initiator keeps trying; `None` uses the endpoint's handshake timeout.
     fn timeout(&self) -> Option<Duration> {
         None

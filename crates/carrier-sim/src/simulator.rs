@@ -42,6 +42,11 @@ pub trait Simulator: Send {
     fn stats(&self, direction: Direction) -> LinkStats;
     /// The seed the run can be replayed from.
     fn seed(&self) -> u64;
+    /// The default simulator behind this one, if it is one, to change its links at runtime
+    /// (e.g. turn on a blackhole or change the loss through [`NetworkSimulator::link_mut`]).
+    fn as_network_simulator(&mut self) -> Option<&mut NetworkSimulator> {
+        None
+    }
 }
 
 impl<S: Simulator + ?Sized> Simulator for Box<S> {
@@ -68,6 +73,9 @@ impl<S: Simulator + ?Sized> Simulator for Box<S> {
     }
     fn seed(&self) -> u64 {
         (**self).seed()
+    }
+    fn as_network_simulator(&mut self) -> Option<&mut NetworkSimulator> {
+        (**self).as_network_simulator()
     }
 }
 
@@ -185,6 +193,10 @@ impl NetworkSimulator {
 }
 
 impl Simulator for NetworkSimulator {
+    fn as_network_simulator(&mut self) -> Option<&mut NetworkSimulator> {
+        Some(self)
+    }
+
     fn input(&mut self, now: Instant, direction: Direction, datagram: Datagram) {
         self.link_mut(direction).push(now, datagram);
     }

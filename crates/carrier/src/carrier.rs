@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -161,6 +161,7 @@ impl Carrier {
             dirty: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
             last_update_ms: AtomicU64::new(0),
             epoch: start,
             tick: Mutex::new(false),
@@ -229,7 +230,12 @@ impl Carrier {
             return Err(ConnectError::ShutDown);
         }
         let target = self.resolve(addr)?;
-        let id = lock(&self.shared.core).endpoint.connect(now(), target)?;
+        let id = {
+            let mut core = lock(&self.shared.core);
+            let id = core.endpoint.connect(now(), target)?;
+            core.announce(id, target);
+            id
+        };
         self.shared.poke();
         Ok(id)
     }
@@ -442,6 +448,8 @@ impl Carrier {
     pub fn wait_event(&self, timeout: Duration) -> Option<CarrierEvent> {
         let deadline = now() + timeout;
         self.mark_alive();
+        // A game blocked here is not stalled: the watchdog leaves it alone meanwhile.
+        let _waiting = Waiting::new(&self.shared);
         if let Some(io) = &self.io {
             loop {
                 let t = now();
@@ -505,6 +513,12 @@ impl Carrier {
         lock(&self.shared.core).endpoint.connection_ids().collect()
     }
 
+    /// Datagrams the protocol dropped, by reason (malformed, duplicate, unknown connection,
+    /// spoofed connect requests...).
+    pub fn drop_counters(&self) -> carrier_proto::DropCounters {
+        lock(&self.shared.core).endpoint.drops().clone()
+    }
+
     /// The bound local address.
     pub fn local_addr(&self) -> SocketAddr {
         self.settings.local_addr
@@ -562,7 +576,7 @@ impl Carrier {
             loop {
                 let t = now();
                 let next = lock(io).turn(&self.shared, t);
-                let left = lock(&self.shared.core).endpoint.table_sizes().connections;
+                let left = lock(&self.shared.core).endpoint.busy_connections();
                 if left == 0 || t >= deadline {
                     break;
                 }
@@ -584,6 +598,24 @@ impl Carrier {
 impl Drop for Carrier {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Counts a thread blocked in `wait_event`, and marks the game alive when it leaves.
+struct Waiting<'a>(&'a Shared);
+
+impl<'a> Waiting<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(shared)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let ms = now().saturating_duration_since(self.0.epoch).as_millis() as u64;
+        self.0.last_update_ms.store(ms, Ordering::Relaxed);
+        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -624,8 +656,13 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
         let t = now();
         let deadline = io.turn(shared, t);
         // The update watchdog (original EC_UPDATE_TIMEOUT): once, until update() resumes.
-        let last = shared.last_update_ms.load(Ordering::Relaxed);
         let since_epoch = t.saturating_duration_since(shared.epoch);
+        if shared.waiters.load(Ordering::SeqCst) > 0 {
+            shared
+                .last_update_ms
+                .store(since_epoch.as_millis() as u64, Ordering::Relaxed);
+        }
+        let last = shared.last_update_ms.load(Ordering::Relaxed);
         let silent = since_epoch.saturating_sub(Duration::from_millis(last));
         let detection = lock(&shared.core).endpoint.timeouts_enabled();
         if detection && silent > cfg.connection_timeout && watchdog_fired_at != Some(last) {
@@ -638,7 +675,7 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
         }
         if shared.shutting_down.load(Ordering::SeqCst) {
             let end = *shutdown_deadline.get_or_insert(t + cfg.shutdown_timeout);
-            let left = lock(&shared.core).endpoint.table_sizes().connections;
+            let left = lock(&shared.core).endpoint.busy_connections();
             if left == 0 || t >= end {
                 break;
             }

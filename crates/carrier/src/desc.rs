@@ -140,6 +140,9 @@ pub struct CarrierDesc {
     /// Longest `shutdown()` or drop waits for disconnects to be delivered, ms (Carrier's; default
     /// 1,000).
     pub shutdown_timeout_ms: u32,
+    /// Bytes of messages one connection may hold queued for sending; past it `send` answers
+    /// `QueueFull` (Carrier's; default 16 MiB; at least `max_message_size`).
+    pub max_queued_bytes: usize,
     /// Seed of the protocol's random choices (cookie secret, connection ids); `None` = from the
     /// system clock and process id (Carrier's).
     pub seed: Option<u64>,
@@ -178,6 +181,7 @@ impl Default for CarrierDesc {
             max_message_size: 1 << 20,
             thread_mode: ThreadMode::Dedicated,
             shutdown_timeout_ms: 1_000,
+            max_queued_bytes: 16 << 20,
             seed: None,
         }
     }
@@ -359,7 +363,7 @@ impl CarrierDesc {
         }
         self.endpoint_config(self.max_datagram_size())
             .validate()
-            .map_err(|e| ConfigError::new("endpoint", e.to_string()))
+            .map_err(|e| ConfigError::new(desc_field(e.field()), e.problem()))
     }
 
     /// The protocol configuration this descriptor stands for, for datagrams of
@@ -380,11 +384,23 @@ impl CarrierDesc {
             ..EndpointConfig::default()
         };
         config.receive_window = config.receive_window.max(max_message_size);
-        config.max_queued_bytes = config.max_queued_bytes.max(max_message_size);
+        config.max_queued_bytes = self.max_queued_bytes;
         config.unreliable_reassembly_budget = 2 * max_message_size;
         if let Some(tc) = &self.traffic_control {
             config.traffic_control = Arc::clone(tc);
         }
         config
+    }
+}
+
+/// The descriptor field behind a protocol configuration field, for error messages.
+fn desc_field(endpoint_field: &'static str) -> &'static str {
+    match endpoint_field {
+        "connection_timeout" | "keep_alive_interval" => "connection_timeout_ms",
+        "retry_interval_base" => "connection_retry_interval_base_ms",
+        "retry_interval_max" => "connection_retry_interval_max_ms",
+        "max_datagram_size" => "driver_is_full_packets",
+        "receive_window" | "unreliable_reassembly_budget" => "max_message_size",
+        other => other,
     }
 }

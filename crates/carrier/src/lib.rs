@@ -68,4 +68,6 @@ pub use carrier_proto::{
     HandshakeDecision, Message, Priority, Reliability, SendError, Statistics, TrafficControl,
     TrafficControlFactory,
 };
+/// The network simulator crate (link configuration, statistics, presets).
+pub use carrier_sim as sim;
 pub use carrier_sim::{NetworkSimulator, Preset, SimConfig, Simulator};

@@ -6,10 +6,10 @@
 //! driver lives in [`Io`], owned by whoever drives the I/O, so blocking in the driver never
 //! holds the endpoint lock.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,11 @@ pub(crate) struct Core {
     pub local_addr: SocketAddr,
     tx_buf: Vec<u8>,
     /// Peers whose connections started or ended since the driver was last told.
-    peer_changes: Vec<(SocketAddr, bool)>,
+    pub peer_changes: Vec<(SocketAddr, bool)>,
+    /// Peers the driver was told about, by connection.
+    announced: HashMap<ConnectionId, SocketAddr>,
+    /// Connections that ended and may still linger in the endpoint.
+    ending: Vec<ConnectionId>,
 }
 
 impl Core {
@@ -56,7 +60,32 @@ impl Core {
             local_addr,
             tx_buf: vec![0; max_datagram],
             peer_changes: Vec::new(),
+            announced: HashMap::new(),
+            ending: Vec::new(),
         }
+    }
+
+    /// Tells the driver (on the next turn, before anything is sent) that `addr` is a peer.
+    pub(crate) fn announce(&mut self, id: ConnectionId, addr: SocketAddr) {
+        if self.announced.insert(id, addr).is_none() {
+            self.peer_changes.push((addr, true));
+        }
+    }
+
+    /// Tells the driver about connections that are gone from the endpoint.
+    fn retire_ended(&mut self) {
+        let endpoint = &self.endpoint;
+        let announced = &mut self.announced;
+        let changes = &mut self.peer_changes;
+        self.ending.retain(|id| {
+            if endpoint.connection(*id).is_some() {
+                return true;
+            }
+            if let Some(addr) = announced.remove(id) {
+                changes.push((addr, false));
+            }
+            false
+        });
     }
 
     /// One received datagram, through the simulator if any.
@@ -143,16 +172,16 @@ impl Core {
         while let Some(e) = self.endpoint.poll_event() {
             let event = match e {
                 Event::IncomingConnection { id, addr } => {
-                    self.peer_changes.push((addr, true));
+                    self.announce(id, addr);
                     CarrierEvent::IncomingConnection { id, addr }
                 }
                 Event::ConnectionEstablished { id } => CarrierEvent::ConnectionEstablished { id },
                 Event::FailedToConnect { id, reason } => {
-                    self.peer_left(id);
+                    self.ending.push(id);
                     CarrierEvent::FailedToConnect { id, reason }
                 }
                 Event::Disconnect { id, reason } => {
-                    self.peer_left(id);
+                    self.ending.push(id);
                     CarrierEvent::Disconnect { id, reason }
                 }
                 Event::SecurityError { id, reason } => CarrierEvent::SecurityError {
@@ -179,12 +208,7 @@ impl Core {
         if published {
             shared.events_ready.notify_all();
         }
-    }
-
-    fn peer_left(&mut self, id: ConnectionId) {
-        if let Some(c) = self.endpoint.connection(id) {
-            self.peer_changes.push((c.remote_addr(), false));
-        }
+        self.retire_ended();
     }
 
     /// Drops the connection to `peer` after a send failure (docs: a send error on one
@@ -220,6 +244,47 @@ impl OutBatch {
     }
 }
 
+/// Largest GSO super-buffer: the kernel's UDP limit, in bytes and in segments.
+const GSO_MAX_BYTES: usize = 65_000;
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Groups consecutive datagrams to the same peer, all of one size but the last (which may be
+/// shorter), into one [`Outgoing`] entry (DESIGN.md §5: a Linux driver sends it as one GSO
+/// super-buffer).
+fn group_for_gso(out: &OutBatch) -> Vec<Outgoing<'_>> {
+    let mut batch = Vec::with_capacity(out.entries.len());
+    let mut i = 0;
+    while i < out.entries.len() {
+        let (to, first) = &out.entries[i];
+        let seg = first.len();
+        let start = first.start;
+        let mut end = first.end;
+        let mut j = i + 1;
+        while let Some((next_to, r)) = out.entries.get(j) {
+            let fits = next_to == to
+                && r.start == end
+                && r.len() <= seg
+                && j - i < GSO_MAX_SEGMENTS
+                && r.end - start <= GSO_MAX_BYTES;
+            if !fits {
+                break;
+            }
+            end = r.end;
+            j += 1;
+            if r.len() < seg {
+                break;
+            }
+        }
+        batch.push(Outgoing {
+            to: *to,
+            payload: &out.data[start..end],
+            segment_size: seg,
+        });
+        i = j;
+    }
+    batch
+}
+
 /// What the game thread and the I/O side share.
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
@@ -232,6 +297,8 @@ pub(crate) struct Shared {
     /// Set by the carrier thread while it waits.
     pub sleeping: AtomicBool,
     pub shutting_down: AtomicBool,
+    /// Game threads blocked in `wait_event` (the game is alive while it waits).
+    pub waiters: AtomicUsize,
     /// Milliseconds since `epoch` of the game's last `update()`.
     pub last_update_ms: AtomicU64,
     pub epoch: Instant,
@@ -322,6 +389,7 @@ impl Io {
                 let mut core = lock(&shared.core);
                 if first {
                     core.advance(now);
+                    core.publish(shared);
                     first = false;
                 }
                 let more = core.collect(now, &mut self.out);
@@ -335,16 +403,7 @@ impl Io {
                 more
             };
             if !self.out.entries.is_empty() {
-                let batch: Vec<Outgoing<'_>> = self
-                    .out
-                    .entries
-                    .iter()
-                    .map(|(to, r)| Outgoing {
-                        to: *to,
-                        payload: &self.out.data[r.clone()],
-                        segment_size: r.len(),
-                    })
-                    .collect();
+                let batch = group_for_gso(&self.out);
                 let failures = &mut self.failures;
                 self.driver
                     .send(now, &batch, &mut |peer, e| failures.push((peer, e)));

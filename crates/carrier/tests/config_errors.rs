@@ -258,8 +258,6 @@ fn max_message_size_zero() {
 }
 
 #[test]
-#[ignore = "library bug: a max_message_size above 1 GiB is refused as field `endpoint` (desc.rs \
-            maps every EndpointConfig error to \"endpoint\"); see the test report"]
 fn max_message_size_above_the_protocol_limit() {
     refused("max_message_size", || CarrierDesc {
         max_message_size: u32::MAX,

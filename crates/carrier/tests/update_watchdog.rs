@@ -94,9 +94,6 @@ fn no_watchdog_without_disconnect_detection_or_in_manual_mode() {
 }
 
 #[test]
-#[ignore = "awkward semantics: wait_event marks the game alive only on entry, so a tool blocked \
-            in wait_event longer than the connection timeout gets a spurious UpdateTimeout; see \
-            the test report"]
 fn blocking_in_wait_event_is_not_a_stalled_game() {
     let c = watched(500);
     // A tool without a frame loop waits for events; nothing happens for 1.5 s.

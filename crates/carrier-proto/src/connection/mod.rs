@@ -333,6 +333,14 @@ impl Connection {
         self.delivered.pop_front()
     }
 
+    /// Whether it only lingers (acknowledging the peer's close, or answering with its refusal).
+    pub(crate) fn is_quiescent(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Draining { .. } | Phase::Refused { .. } | Phase::Closed
+        )
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         matches!(self.phase, Phase::Closed)
     }

@@ -99,14 +99,20 @@ impl Connection {
     }
 
     /// Initiator: the acceptor refused (docs/protocol.md §4.4).
-    pub(crate) fn handle_reject(&mut self, rej: &Reject<'_>) -> Result<(), DropReason> {
+    pub(crate) fn handle_reject(
+        &mut self,
+        rej: &Reject<'_>,
+        handshake: &mut dyn Handshake,
+    ) -> Result<(), DropReason> {
         if rej.initiator_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
         }
         if !matches!(self.phase, Phase::Connecting { .. }) {
             return Err(DropReason::Unexpected);
         }
-        self.fail(DisconnectReason::from_code(rej.reason));
+        let reason = DisconnectReason::from_code(rej.reason);
+        handshake.on_reject(self.remote, reason, rej.payload);
+        self.fail(reason);
         Ok(())
     }
 
