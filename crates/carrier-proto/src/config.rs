@@ -87,6 +87,19 @@ pub struct EndpointConfig {
     pub cookie_lifetime: Duration,
     /// Most ranges an ACK frame carries (default 32).
     pub max_ack_ranges: usize,
+    /// Drop connections whose RTT or loss stays above these thresholds (default `None`: no
+    /// check; `carrier::CarrierDesc` turns it on with the original's thresholds, RTT 500 ms and
+    /// loss 0.3, sustained 3 s). Applies only while timeouts are enabled.
+    pub disconnect_thresholds: Option<DisconnectThresholds>,
+    /// When one connection times out, every other connected one is checked once against the
+    /// timeout and the thresholds multiplied by this factor, 0..=1 (default 0.5: a connection
+    /// silent for more than half the timeout is dropped too); 1 disables this network-failure
+    /// evaluation.
+    pub evaluation_threshold: f32,
+    /// Most datagrams accepted per connection per second (default `None`: unlimited). The
+    /// excess is dropped (`RateLimited`) and reported as a security event; the limit never
+    /// blacklists a connection and never affects other connections.
+    pub receive_packet_limit: Option<u32>,
     /// Creates the traffic control of each connection.
     pub traffic_control: Arc<dyn TrafficControlFactory>,
     /// First packet number and first message sequence of every stream (default 0). Both sides
@@ -117,8 +130,42 @@ impl Default for EndpointConfig {
             linger: Duration::from_millis(500),
             cookie_lifetime: Duration::from_secs(10),
             max_ack_ranges: 32,
+            disconnect_thresholds: None,
+            evaluation_threshold: 0.5,
+            receive_packet_limit: None,
             traffic_control: Arc::new(DefaultTrafficControlFactory::default()),
             initial_sequence: 0,
+        }
+    }
+}
+
+/// RTT and loss disconnect thresholds (the original's `m_disconnectDetectionRttThreshold` and
+/// `m_disconnectDetectionPacketLossThreshold`, which the original only logged).
+///
+/// A connection is checked once a second: its smoothed RTT, and its loss over that second (lost
+/// / (lost + acknowledged) datagrams, when at least `min_packets` were decided). A check is bad
+/// when either exceeds its threshold; a connection bad at every check for `window` is dropped with
+/// `Disconnect(BadConnection)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DisconnectThresholds {
+    /// RTT threshold (default 500 ms).
+    pub rtt: Duration,
+    /// Loss threshold, 0..=1 (default 0.3).
+    pub loss: f32,
+    /// How long the condition must hold (default 3 s).
+    pub window: Duration,
+    /// Fewest datagrams decided (acknowledged or lost) in a second for its loss to count
+    /// (default 10).
+    pub min_packets: u64,
+}
+
+impl Default for DisconnectThresholds {
+    fn default() -> Self {
+        DisconnectThresholds {
+            rtt: Duration::from_millis(500),
+            loss: 0.3,
+            window: Duration::from_secs(3),
+            min_packets: 10,
         }
     }
 }
@@ -217,6 +264,28 @@ impl EndpointConfig {
         positive("cookie_lifetime", self.cookie_lifetime)?;
         if self.max_ack_ranges == 0 || self.max_ack_ranges > 256 {
             return Err(ConfigError::new("max_ack_ranges", "must be in 1..=256"));
+        }
+        if let Some(t) = &self.disconnect_thresholds {
+            positive("disconnect_thresholds.rtt", t.rtt)?;
+            positive("disconnect_thresholds.window", t.window)?;
+            if !(0.0..=1.0).contains(&t.loss) {
+                return Err(ConfigError::new(
+                    "disconnect_thresholds.loss",
+                    format!("must be in 0.0..=1.0, got {}", t.loss),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.evaluation_threshold) {
+            return Err(ConfigError::new(
+                "evaluation_threshold",
+                format!("must be in 0.0..=1.0, got {}", self.evaluation_threshold),
+            ));
+        }
+        if self.receive_packet_limit == Some(0) {
+            return Err(ConfigError::new(
+                "receive_packet_limit",
+                "must be at least 1 (None means unlimited)",
+            ));
         }
         Ok(())
     }

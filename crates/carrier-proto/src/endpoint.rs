@@ -487,9 +487,21 @@ impl Endpoint {
     /// connect retries and timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut any_closed = false;
+        let mut timed_out = false;
         for (id, conn) in self.connections.iter_mut() {
             if conn.poll_timeout().is_some_and(|t| t <= now) {
                 conn.handle_timeout(now);
+                timed_out |= conn.take_timed_out();
+                drain(*id, conn, &mut self.events, &mut self.messages);
+                any_closed |= conn.is_closed();
+            }
+        }
+        // One connection timed out: maybe the network failed. Check every other connection
+        // once against the scaled timeout and thresholds (docs/protocol.md §12).
+        let factor = self.config.evaluation_threshold;
+        if timed_out && factor < 1.0 {
+            for (id, conn) in self.connections.iter_mut() {
+                conn.evaluate(now, factor);
                 drain(*id, conn, &mut self.events, &mut self.messages);
                 any_closed |= conn.is_closed();
             }

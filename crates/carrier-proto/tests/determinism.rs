@@ -100,7 +100,9 @@ fn sequence_numbers_wrap_around_the_wire_width() {
             }
             assert!(
                 net.elapsed() < Duration::from_secs(600),
-                "stalled at {seen}"
+                "stalled at {seen}: client {:?} server {:?}",
+                net.node(client).events,
+                net.node(server).events
             );
         }
         let sent = net.datagrams_sent();

@@ -85,6 +85,13 @@ pub struct CarrierDesc {
     /// Whether bad connections are dropped and timeouts apply; false only for debugging
     /// (original `m_enableDisconnectionDetection`, default true).
     pub enable_disconnect_detection: bool,
+    /// How long the RTT or loss must stay above its threshold before the connection is dropped,
+    /// ms (Carrier's; default 3,000; checked once a second).
+    pub disconnect_detection_window_ms: u32,
+    /// Most datagrams accepted per connection per second; 0 = unlimited (original
+    /// `m_recvPacketsLimit`). The excess is dropped and reported as a security event; unlike
+    /// the original it never blocks the connection for good.
+    pub receive_packets_limit: u32,
     /// A custom driver; `None` = the default UDP driver (original `m_driver`).
     pub driver: Option<Box<dyn Driver>>,
     /// Use the most restrictive MTU of all platforms: 1,236-byte datagrams (original
@@ -160,6 +167,8 @@ impl Default for CarrierDesc {
             disconnect_detection_packet_loss_threshold: 0.3,
             disconnect_detection_rtt_threshold: 500.0,
             enable_disconnect_detection: true,
+            disconnect_detection_window_ms: 3_000,
+            receive_packets_limit: 0,
             driver: None,
             driver_is_cross_platform: false,
             driver_is_full_packets: false,
@@ -383,6 +392,17 @@ impl CarrierDesc {
             retry_interval_max: ms(self.connection_retry_interval_max_ms),
             ..EndpointConfig::default()
         };
+        config.disconnect_thresholds = Some(carrier_proto::DisconnectThresholds {
+            // validate() refuses NaN, infinite and non-positive thresholds; never panic here anyway.
+            rtt: Duration::try_from_secs_f32(self.disconnect_detection_rtt_threshold / 1e3)
+                .unwrap_or(Duration::from_millis(500)),
+            loss: self.disconnect_detection_packet_loss_threshold,
+            window: ms(self.disconnect_detection_window_ms),
+            ..carrier_proto::DisconnectThresholds::default()
+        });
+        config.evaluation_threshold = self.connection_evaluation_threshold;
+        config.receive_packet_limit =
+            (self.receive_packets_limit > 0).then_some(self.receive_packets_limit);
         config.receive_window = config.receive_window.max(max_message_size);
         config.max_queued_bytes = self.max_queued_bytes;
         config.unreliable_reassembly_budget = 2 * max_message_size;
@@ -397,6 +417,10 @@ impl CarrierDesc {
 fn desc_field(endpoint_field: &'static str) -> &'static str {
     match endpoint_field {
         "connection_timeout" | "keep_alive_interval" => "connection_timeout_ms",
+        "disconnect_thresholds.window" => "disconnect_detection_window_ms",
+        "disconnect_thresholds.rtt" => "disconnect_detection_rtt_threshold",
+        "disconnect_thresholds.loss" => "disconnect_detection_packet_loss_threshold",
+        "evaluation_threshold" => "connection_evaluation_threshold",
         "retry_interval_base" => "connection_retry_interval_base_ms",
         "retry_interval_max" => "connection_retry_interval_max_ms",
         "max_datagram_size" => "driver_is_full_packets",

@@ -5,6 +5,7 @@
 //! them through [`Endpoint::connection`](crate::Endpoint::connection). The input half lives in
 //! `receive.rs`, the output half in `transmit.rs`.
 
+mod health;
 mod receive;
 mod transmit;
 
@@ -151,6 +152,7 @@ pub struct Connection {
     events: VecDeque<Event>,
     delivered: VecDeque<Message>,
     last_security_event: Option<Instant>,
+    health: health::Health,
     // Reused scratch space of the receive path.
     scratch_frames: Vec<Frame>,
     scratch_ranges: Vec<RangeInclusive<u64>>,
@@ -214,6 +216,7 @@ impl Connection {
             events: VecDeque::new(),
             delivered: VecDeque::new(),
             last_security_event: None,
+            health: health::Health::default(),
             scratch_frames: Vec::new(),
             scratch_ranges: Vec::new(),
             scratch_seqs: Vec::new(),
@@ -450,6 +453,7 @@ impl Connection {
                 if self.timeouts_enabled {
                     t.add(Some(self.last_received + self.config.connection_timeout));
                 }
+                t.add(self.health_deadline());
                 if self.send.has_pending() {
                     t.add(self.tc.send_allowance(self.last_sent).next_send_time);
                 }
@@ -483,7 +487,12 @@ impl Connection {
                     && now >= self.last_received + self.config.connection_timeout
                 {
                     tracing::debug!(id = %self.id, "connection timed out");
+                    self.mark_timed_out();
                     self.close(now, DisconnectReason::BadConnection);
+                    return;
+                }
+                self.check_health(now);
+                if !matches!(self.phase, Phase::Connected) {
                     return;
                 }
                 if self.tc.poll_timeout().is_some_and(|t| t <= now) {

@@ -91,6 +91,7 @@ impl Connection {
         }
         self.apply_limits(agreed);
         self.phase = Phase::Connected;
+        self.start_health_checks(now);
         self.last_received = now;
         self.last_sent = now;
         self.events
@@ -124,6 +125,7 @@ impl Connection {
         match handshake.on_request(self.id, self.remote, payload) {
             HandshakeDecision::Accept { reply } if reply.len() <= MAX_HANDSHAKE_PAYLOAD => {
                 self.phase = Phase::Connected;
+                self.start_health_checks(now);
                 self.accept_reply = Some(reply);
                 self.send_accept = true;
                 self.last_received = now;
@@ -190,6 +192,9 @@ impl Connection {
     ) -> Result<(), DropReason> {
         if header.destination_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
+        }
+        if !self.admit_packet(now) {
+            return Err(DropReason::RateLimited);
         }
         if !matches!(
             self.phase,
