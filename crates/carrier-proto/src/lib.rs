@@ -106,7 +106,8 @@
 //!    reassembled (unreliable ones whole or not at all); small messages share datagrams with a
 //!    2-byte header each in a steady stream.
 //! 8. **Traffic control.** Every datagram passes through a [`TrafficControl`], which owns RTT,
-//!    loss detection, the send window and the statistics.
+//!    loss detection, the send window and the statistics; the default one runs model-based
+//!    congestion control with pacing (docs/traffic-control.md).
 //! 9. **Bad input** is dropped with a counted [`DropReason`]; never a panic, never an allocation
 //!    sized by a length field before it is checked, never a disturbance of an established
 //!    connection.

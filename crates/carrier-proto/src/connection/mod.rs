@@ -145,6 +145,8 @@ pub struct Connection {
     frame_pool: Vec<Vec<ReliableFrame>>,
     last_received: Instant,
     last_sent: Instant,
+    /// When pacing lets held-back data leave (set by the last `poll_transmit`).
+    pacing_wait: Option<Instant>,
     /// Acceptor: Accept to (re)send, with the handshake reply.
     accept_reply: Option<Vec<u8>>,
     send_accept: bool,
@@ -210,6 +212,7 @@ impl Connection {
             frame_pool: Vec::new(),
             last_received: n.now,
             last_sent: n.now,
+            pacing_wait: None,
             accept_reply: None,
             send_accept: false,
             disconnect_due: false,
@@ -455,7 +458,7 @@ impl Connection {
                 }
                 t.add(self.health_deadline());
                 if self.send.has_pending() {
-                    t.add(self.tc.send_allowance(self.last_sent).next_send_time);
+                    t.add(self.pacing_wait);
                 }
             }
             Phase::Closing {
@@ -499,6 +502,7 @@ impl Connection {
                     self.outcome.clear();
                     self.tc.on_timeout(now, &mut self.outcome);
                     self.process_outcome();
+                    self.poll_rate_change();
                 }
             }
             Phase::Closing {
@@ -555,6 +559,18 @@ impl Connection {
         while self.ledger.front().is_some_and(|r| r.done) {
             self.ledger.pop_front();
             self.ledger_base += 1;
+        }
+    }
+
+    /// Reports a significant change of the allowed send rate (docs/traffic-control.md).
+    fn poll_rate_change(&mut self) {
+        if let Some(bytes_per_second) = self.tc.poll_rate_change()
+            && matches!(self.phase, Phase::Connected)
+        {
+            self.events.push_back(Event::RateChange {
+                id: self.id,
+                bytes_per_second,
+            });
         }
     }
 

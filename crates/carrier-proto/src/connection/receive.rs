@@ -343,6 +343,7 @@ impl Connection {
                     self.tc
                         .on_ack_received(now, ranges, delay, &mut self.outcome);
                     self.process_outcome();
+                    self.poll_rate_change();
                 }
                 Frame::Disconnect(code) => {
                     self.on_peer_disconnect(now, DisconnectReason::from_code(*code));

@@ -101,6 +101,12 @@ impl Connection {
         let allowance = self.tc.send_allowance(now);
         let paced = allowance.next_send_time.is_none_or(|t| t <= now);
         let data_ok = connected && self.send.has_pending() && allowance.window > 0 && paced;
+        // Only pacing holds the data back: wake up when it allows (docs/traffic-control.md).
+        self.pacing_wait = if connected && self.send.has_pending() && allowance.window > 0 {
+            allowance.next_send_time.filter(|&t| t > now)
+        } else {
+            None
+        };
         if !(ack_due || disconnect_due || keep_alive_due || data_ok) {
             return None;
         }
@@ -203,6 +209,7 @@ impl Connection {
                 payload_bytes: filled.payload_bytes,
                 resent_payload_bytes: filled.resent_bytes,
                 ack_eliciting,
+                app_limited: !self.send.has_pending(),
             },
         );
         // Keep the ledger dense: one record per packet number.

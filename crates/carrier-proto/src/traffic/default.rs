@@ -1,28 +1,47 @@
-//! The default traffic control: RTT estimation, loss detection, the retransmission timeout and
-//! statistics, as docs/protocol.md §13 specifies.
+//! The default traffic control: RTT estimation, loss detection, the retransmission timeout,
+//! statistics (docs/protocol.md §13) and congestion control with pacing
+//! (docs/traffic-control.md).
 //!
 //! Every datagram sent is kept in a *sent ledger* in packet-number order until it is
-//! acknowledged or declared lost; the ledger holds metadata only ([`SentDatagram`]). Ack-only
-//! datagrams are tracked too, so the connection learns when its ACKs were received, but they
-//! never count as bytes in flight and never arm the retransmission timeout. A datagram is lost
-//! when a datagram at least `packet_threshold` (3) numbers later is acknowledged, when a later one
-//! is acknowledged and it was sent more than `time_threshold × max(srtt, latest RTT)` (9/8) ago,
-//! or when the retransmission timeout passes without ACK progress. The ledger is capped
+//! acknowledged or declared lost; the ledger holds metadata only ([`SentDatagram`]) plus the
+//! delivery-rate snapshot taken when it left. Ack-only datagrams are tracked too, so the
+//! connection learns when its ACKs were received, but they never count as bytes in flight, are
+//! never paced and never arm the retransmission timeout. A datagram is lost when a datagram at
+//! least `packet_threshold` (3) numbers later is acknowledged, when a later one is acknowledged
+//! and it was sent more than `time_threshold × max(srtt, latest RTT)` (9/8) ago, or when the
+//! retransmission timeout passes without ACK progress. The ledger is capped
 //! ([`TrafficConfig::max_tracked_datagrams`]): beyond the cap the oldest entries are declared
 //! lost, so memory stays bounded whatever the peer does.
 //!
-//! **No congestion control yet.** The window of bytes in flight is fixed at
-//! [`TrafficConfig::window`] (1 MiB by default, the ceiling the original GridMate carrier
-//! effectively ran with) and there is no pacing: [`SendAllowance::next_send_time`] is always
-//! `None`. A congestion controller comes in a later change; acknowledgements, losses, timeouts and
-//! RTT samples already flow through a private controller seam so it can plug in without touching
-//! the loss detection.
+//! **Congestion control.** By default ([`CongestionControl::Model`]) a model-based controller
+//! in the manner of BBR sizes the window and the pacing rate from two estimates, the bottleneck
+//! bandwidth (the largest delivery rate of the last ten round trips) and the minimum RTT; it
+//! ignores random loss up to 30 % of a round and backs off on heavier loss or on a standing queue.
+//! docs/traffic-control.md describes it with every constant. [`CongestionControl::FixedWindow`]
+//! keeps the window constant at [`TrafficConfig::window`] without pacing (tests, debugging).
+//!
+//! **Spurious losses.** A datagram declared lost (usually by the packet threshold, when the path
+//! reorders) that is acknowledged within [`LOST_MEMORY_RTTS`] (3) RTTs after the declaration counts
+//! as delivered for the delivery rate and is taken back from the controller's loss count; the
+//! connection has already resent its reliable messages, and the statistics keep it as lost.
+//!
+//! **Pacing.** Ack-eliciting datagrams leave at the controller's pacing rate
+//! ([`SendAllowance::next_send_time`]), with a burst of at most ten datagrams or one millisecond
+//! of data after a pause (docs/traffic-control.md, "Pacing").
+//!
+//! **Rate changes.** [`TrafficControl::poll_rate_change`] reports the controller's send rate (its
+//! bandwidth estimate, [`FlowInfo::send_rate`]) when it differs from the last value reported by at
+//! least [`RATE_CHANGE_RATIO`] (25 %), at most once per `max(srtt, RATE_CHANGE_MIN_INTERVAL)`
+//! (100 ms); the first estimate is reported too.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
+use super::congestion::{AckSummary, Controller, FixedWindow};
+use super::delivery::{DeliveryRate, DeliverySnapshot};
+use super::model::Model;
+use super::pacer::Pacer;
 use super::rtt::{GRANULARITY, RttEstimator};
 use super::stats::{StatsKeeper, Thresholds};
 use super::{
@@ -49,9 +68,13 @@ pub struct TrafficConfig {
     /// Time-threshold loss detection, as a multiple of `max(srtt, latest RTT)` (never less than
     /// 1 ms): a datagram older than that is lost once a later one is acknowledged. Default 9/8.
     pub time_threshold: f32,
-    /// Bytes allowed in flight. Default 1 MiB. Fixed for now: this version has no congestion
-    /// control, so the window neither grows nor shrinks.
+    /// Largest window of bytes in flight. Default 1 MiB (the ceiling the original GridMate
+    /// carrier effectively ran with). With [`CongestionControl::Model`] it caps the congestion
+    /// window (values below four datagrams act as four); with [`CongestionControl::FixedWindow`]
+    /// it is the window.
     pub window: usize,
+    /// Which congestion controller runs. Default [`CongestionControl::Model`].
+    pub congestion_control: CongestionControl,
     /// RTT that counts as bad for [`StatsSet::connection_factor`](super::StatsSet), milliseconds.
     /// Default 500 ms. Used for nothing else; a value that is not positive disables the RTT term.
     pub rtt_threshold_ms: f32,
@@ -74,6 +97,7 @@ impl Default for TrafficConfig {
             packet_threshold: 3,
             time_threshold: 9.0 / 8.0,
             window: 1 << 20,
+            congestion_control: CongestionControl::Model,
             rtt_threshold_ms: 500.0,
             loss_threshold: 0.3,
             max_tracked_datagrams: 65_536,
@@ -98,43 +122,28 @@ impl TrafficControlFactory for DefaultTrafficControlFactory {
     }
 }
 
-/// The congestion-control seam. Everything a controller needs to hear about goes through here;
-/// the only implementation today is [`FixedWindow`]. A real controller (a later change) replaces
-/// it without touching loss detection.
-trait Controller: fmt::Debug + Send {
-    /// A datagram left (ack-only ones included).
-    fn on_sent(&mut self, now: Instant, sent: &SentDatagram);
-    /// A datagram was acknowledged for the first time. `rtt` is the estimate before this ACK's
-    /// own sample, which is taken once all its ranges are walked.
-    fn on_acked(&mut self, now: Instant, sent: &SentDatagram, rtt: &RttEstimator);
-    /// A datagram was declared lost.
-    fn on_lost(&mut self, now: Instant, sent: &SentDatagram);
-    /// The retransmission timeout fired (persistent congestion, in a real controller).
-    fn on_retransmission_timeout(&mut self, now: Instant);
-    /// Bytes allowed in flight.
-    fn window(&self) -> usize;
-    /// When pacing allows the next datagram.
-    fn next_send_time(&self, now: Instant) -> Option<Instant>;
+/// The congestion controller of [`DefaultTrafficControl`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CongestionControl {
+    /// The model-based controller with pacing (docs/traffic-control.md): converges to the
+    /// bottleneck bandwidth, keeps the bottleneck queue short, tolerates random loss.
+    #[default]
+    Model,
+    /// A constant window of [`TrafficConfig::window`] bytes and no pacing: no congestion control
+    /// at all (tests and debugging; it fills any queue on the path).
+    FixedWindow,
 }
 
-/// No congestion control: a constant window and no pacing.
-#[derive(Clone, Copy, Debug)]
-struct FixedWindow {
-    window: usize,
-}
+/// A datagram declared lost is remembered for this many RTTs (`max(srtt, latest RTT)`): if it is
+/// acknowledged meanwhile, the loss was spurious (module docs).
+pub const LOST_MEMORY_RTTS: u32 = 3;
 
-impl Controller for FixedWindow {
-    fn on_sent(&mut self, _now: Instant, _sent: &SentDatagram) {}
-    fn on_acked(&mut self, _now: Instant, _sent: &SentDatagram, _rtt: &RttEstimator) {}
-    fn on_lost(&mut self, _now: Instant, _sent: &SentDatagram) {}
-    fn on_retransmission_timeout(&mut self, _now: Instant) {}
-    fn window(&self) -> usize {
-        self.window
-    }
-    fn next_send_time(&self, _now: Instant) -> Option<Instant> {
-        None
-    }
-}
+/// A rate change is reported when the send rate moved by at least this fraction of the last rate
+/// reported.
+pub const RATE_CHANGE_RATIO: f64 = 0.25;
+/// Rate changes are reported at most once per `max(srtt, RATE_CHANGE_MIN_INTERVAL)`.
+pub const RATE_CHANGE_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What became of a tracked datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,19 +159,50 @@ enum Fate {
 struct Tracked {
     sent: SentDatagram,
     fate: Fate,
+    /// Delivery-rate counters when it was sent (ack-eliciting datagrams only).
+    delivery: Option<DeliverySnapshot>,
+}
+
+/// An ack-eliciting datagram declared lost recently: if it is acknowledged after all, the loss
+/// was spurious.
+#[derive(Clone, Copy, Debug)]
+struct RecentlyLost {
+    number: u64,
+    size: usize,
+    time_sent: Instant,
+    delivery: DeliverySnapshot,
+    lost_at: Instant,
+    /// Acknowledged after all (kept in place, dropped with the others).
+    delivered: bool,
+}
+
+/// What [`DefaultTrafficControl::poll_rate_change`] has reported.
+#[derive(Clone, Copy, Debug, Default)]
+struct RateReport {
+    /// The last rate reported and when.
+    last: Option<(u64, Instant)>,
+    /// A change not yet polled.
+    pending: Option<u64>,
 }
 
 /// The default [`TrafficControl`]: RTT/RTO per RFC 6298 with QUIC's refinements, packet- and
-/// time-threshold loss detection, an exponentially backed-off retransmission timeout, and
-/// per-second and lifetime statistics (docs/protocol.md §13).
-///
-/// It has no congestion control yet: the window is the fixed [`TrafficConfig::window`] and
-/// [`SendAllowance::next_send_time`] is always `None`.
+/// time-threshold loss detection, an exponentially backed-off retransmission timeout,
+/// per-second and lifetime statistics (docs/protocol.md §13), and model-based congestion control
+/// with pacing (docs/traffic-control.md; see the [module docs](self)).
 #[derive(Debug)]
 pub struct DefaultTrafficControl {
     config: TrafficConfig,
+    max_datagram_size: usize,
     rtt: RttEstimator,
-    controller: FixedWindow,
+    controller: Box<dyn Controller>,
+    delivery: DeliveryRate,
+    pacer: Pacer,
+    /// Ack-eliciting datagrams declared lost within the last `LOST_MEMORY_RTTS` RTTs, by number.
+    recently_lost: VecDeque<RecentlyLost>,
+    /// Per ACK being processed: bytes delivered and the smallest per-datagram RTT.
+    ack_delivered: usize,
+    ack_min_rtt: Option<Duration>,
+    rate_report: RateReport,
     /// Sent datagrams in packet-number order. Invariant: empty, or the front is outstanding
     /// (settled entries are marked in place and popped from the front lazily).
     ledger: VecDeque<Tracked>,
@@ -213,21 +253,34 @@ fn sort_tail(list: &mut [u64], from: usize) {
 
 impl DefaultTrafficControl {
     /// A traffic control for a connection created at `now` whose datagrams are at most
-    /// `max_datagram_size` bytes.
-    ///
-    /// `max_datagram_size` is unused while the window is fixed; the congestion controller of a
-    /// later change sizes its initial window with it.
+    /// `max_datagram_size` bytes (it sizes the initial and the smallest window, and the pacing
+    /// burst).
     pub fn new(now: Instant, max_datagram_size: usize, config: TrafficConfig) -> Self {
-        let _ = max_datagram_size;
+        let controller: Box<dyn Controller> = match config.congestion_control {
+            CongestionControl::Model => Box::new(Model::new(
+                now,
+                max_datagram_size,
+                config.window,
+                config.initial_rtt,
+            )),
+            CongestionControl::FixedWindow => Box::new(FixedWindow {
+                window: config.window,
+            }),
+        };
         let thresholds = Thresholds {
             rtt_ms: config.rtt_threshold_ms,
             loss: config.loss_threshold,
         };
         Self {
+            max_datagram_size: max_datagram_size.max(1),
             rtt: RttEstimator::new(config.initial_rtt),
-            controller: FixedWindow {
-                window: config.window,
-            },
+            controller,
+            delivery: DeliveryRate::new(now),
+            pacer: Pacer::default(),
+            recently_lost: VecDeque::new(),
+            ack_delivered: 0,
+            ack_min_rtt: None,
+            rate_report: RateReport::default(),
             ledger: VecDeque::new(),
             largest_sent: None,
             largest_acked: None,
@@ -304,12 +357,15 @@ impl DefaultTrafficControl {
         }
         entry.fate = Fate::Acked;
         let sent = entry.sent;
+        let delivery = entry.delivery;
         if sent.ack_eliciting {
             self.bytes_in_flight = self.bytes_in_flight.saturating_sub(sent.size);
             self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_sub(1);
         }
         self.stats.on_acked(&sent);
-        self.controller.on_acked(now, &sent, &self.rtt);
+        if let Some(snapshot) = delivery {
+            self.on_delivered(now, sent.size, sent.time_sent, snapshot);
+        }
         Some(sent)
     }
 
@@ -321,12 +377,23 @@ impl DefaultTrafficControl {
         }
         entry.fate = Fate::Lost;
         let sent = entry.sent;
+        let delivery = entry.delivery;
         if sent.ack_eliciting {
             self.bytes_in_flight = self.bytes_in_flight.saturating_sub(sent.size);
             self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_sub(1);
         }
         self.stats.on_lost(&sent);
-        self.controller.on_lost(now, &sent);
+        if let Some(delivery) = delivery {
+            self.controller.on_lost(now, sent.size);
+            self.remember_lost(RecentlyLost {
+                number: sent.number,
+                size: sent.size,
+                time_sent: sent.time_sent,
+                delivery,
+                lost_at: now,
+                delivered: false,
+            });
+        }
         Some(sent.number)
     }
 
@@ -361,7 +428,7 @@ impl DefaultTrafficControl {
         // The front is outstanding and every survivor lies within `packet_threshold` numbers of
         // the largest acknowledged, so this walk stays short.
         let mut idx = 0;
-        while let Some(&Tracked { sent, fate }) = self.ledger.get(idx)
+        while let Some(&Tracked { sent, fate, .. }) = self.ledger.get(idx)
             && sent.number < largest
         {
             if fate == Fate::Outstanding {
@@ -398,11 +465,114 @@ impl DefaultTrafficControl {
     }
 }
 
+impl DefaultTrafficControl {
+    /// An ack-eliciting datagram was delivered: feeds the sampler and the ACK's RTT minimum.
+    fn on_delivered(
+        &mut self,
+        now: Instant,
+        size: usize,
+        time_sent: Instant,
+        snapshot: DeliverySnapshot,
+    ) {
+        self.delivery.on_delivered(now, size, time_sent, snapshot);
+        self.ack_delivered = self.ack_delivered.saturating_add(size);
+        let sample = now.saturating_duration_since(time_sent);
+        self.ack_min_rtt = Some(self.ack_min_rtt.map_or(sample, |m| m.min(sample)));
+    }
+
+    /// How long a lost datagram is remembered for spurious-loss detection:
+    /// `LOST_MEMORY_RTTS × max(srtt, latest RTT)`, at least 1 ms. A reordered datagram is
+    /// acknowledged at most about one RTT spread after it was declared lost.
+    fn lost_memory(&self) -> Duration {
+        self.rtt
+            .smoothed()
+            .max(self.rtt.latest())
+            .saturating_mul(LOST_MEMORY_RTTS)
+            .max(GRANULARITY)
+    }
+
+    /// Remembers a lost datagram (kept in number order; bounded by the ledger cap).
+    fn remember_lost(&mut self, lost: RecentlyLost) {
+        let cap = self.config.max_tracked_datagrams.max(1);
+        while self.recently_lost.len() >= cap {
+            self.recently_lost.pop_front();
+        }
+        if self
+            .recently_lost
+            .back()
+            .is_none_or(|last| last.number < lost.number)
+        {
+            self.recently_lost.push_back(lost);
+        } else {
+            let at = self
+                .recently_lost
+                .partition_point(|e| e.number < lost.number);
+            self.recently_lost.insert(at, lost);
+        }
+    }
+
+    /// Forgets lost datagrams older than [`Self::lost_memory`] (from the front, which holds the
+    /// oldest numbers).
+    fn expire_lost(&mut self, now: Instant) {
+        let memory = self.lost_memory();
+        while self
+            .recently_lost
+            .front()
+            .is_some_and(|e| e.delivered || e.lost_at.checked_add(memory).is_none_or(|t| t <= now))
+        {
+            self.recently_lost.pop_front();
+        }
+    }
+
+    /// Datagrams of `start..=end` declared lost recently and acknowledged now: spurious losses.
+    fn detect_spurious(&mut self, now: Instant, start: u64, end: u64) {
+        let mut idx = self.recently_lost.partition_point(|e| e.number < start);
+        while let Some(e) = self.recently_lost.get(idx).copied()
+            && e.number <= end
+        {
+            if !e.delivered {
+                if let Some(entry) = self.recently_lost.get_mut(idx) {
+                    entry.delivered = true;
+                }
+                self.controller.on_spurious_loss(now, e.size);
+                self.on_delivered(now, e.size, e.time_sent, e.delivery);
+            }
+            idx += 1;
+        }
+    }
+
+    /// Bytes the delivery-rate sampler counts as delivered (tests).
+    #[cfg(test)]
+    pub(in crate::traffic) fn delivered_bytes(&self) -> u64 {
+        self.delivery.delivered()
+    }
+
+    /// Queues a rate change if the send rate moved enough since the last report
+    /// ([`RATE_CHANGE_RATIO`], [`RATE_CHANGE_MIN_INTERVAL`]).
+    fn check_rate_change(&mut self, now: Instant) {
+        let rate = self.controller.send_rate();
+        if rate == 0 {
+            return;
+        }
+        let due = match self.rate_report.last {
+            None => true,
+            Some((last, at)) => {
+                let interval = self.rtt.smoothed().max(RATE_CHANGE_MIN_INTERVAL);
+                let moved = rate.abs_diff(last) as f64 >= RATE_CHANGE_RATIO * last as f64;
+                moved && now.saturating_duration_since(at) >= interval
+            }
+        };
+        if due {
+            self.rate_report.last = Some((rate, now));
+            self.rate_report.pending = Some(rate);
+        }
+    }
+}
+
 impl TrafficControl for DefaultTrafficControl {
     fn on_datagram_sent(&mut self, now: Instant, sent: SentDatagram) {
         self.roll(now);
         self.stats.on_sent(&sent);
-        self.controller.on_sent(now, &sent);
         // docs/protocol.md §6: numbers grow with every packet. One that does not cannot be
         // placed in the ledger; it is counted as sent but never reported acked or lost.
         if self
@@ -428,17 +598,35 @@ impl TrafficControl for DefaultTrafficControl {
             self.ledger.pop_front();
             self.pop_settled();
         }
+        let mut delivery = None;
         if sent.ack_eliciting {
+            // Application-limited: nothing more to send although the window had room.
+            let app_limited = sent.app_limited
+                && self.bytes_in_flight.saturating_add(sent.size) < self.controller.window();
+            delivery =
+                Some(
+                    self.delivery
+                        .on_sent(now, sent.size, self.bytes_in_flight, app_limited),
+                );
             self.bytes_in_flight = self.bytes_in_flight.saturating_add(sent.size);
             self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_add(1);
             self.last_ack_eliciting_sent = Some(
                 self.last_ack_eliciting_sent
                     .map_or(sent.time_sent, |t| t.max(sent.time_sent)),
             );
+            self.controller
+                .on_sent(now, sent.size, self.bytes_in_flight);
+            self.pacer.on_sent(
+                now,
+                sent.size,
+                self.controller.pacing_rate(),
+                self.max_datagram_size,
+            );
         }
         self.ledger.push_back(Tracked {
             sent,
             fate: Fate::Outstanding,
+            delivery,
         });
     }
 
@@ -453,6 +641,9 @@ impl TrafficControl for DefaultTrafficControl {
         let acked_from = outcome.acked.len();
         let lost_from = outcome.lost.len();
         self.flush_evicted(&mut outcome.lost);
+        self.expire_lost(now);
+        self.ack_delivered = 0;
+        self.ack_min_rtt = None;
 
         // The largest number this ACK acknowledges (never above the largest sent, whatever the
         // caller validated).
@@ -471,6 +662,9 @@ impl TrafficControl for DefaultTrafficControl {
         let mut largest_newly_acked = None;
         for range in ranges.iter().rev() {
             let (start, end) = (*range.start(), *range.end());
+            if !self.recently_lost.is_empty() {
+                self.detect_spurious(now, start, end);
+            }
             let mut idx = self.ledger.partition_point(|e| e.sent.number < start);
             while let Some(entry) = self.ledger.get(idx)
                 && entry.sent.number <= end
@@ -505,6 +699,17 @@ impl TrafficControl for DefaultTrafficControl {
         self.detect_lost(now, &mut outcome.lost);
         sort_tail(&mut outcome.lost, lost_from);
         self.pop_settled();
+
+        let min_rtt = self.rtt.has_samples().then(|| self.rtt.estimate().min);
+        let summary = AckSummary {
+            acked_bytes: self.ack_delivered,
+            sample: self.delivery.finish(min_rtt),
+            rtt_sample: self.ack_min_rtt,
+            bytes_in_flight: self.bytes_in_flight,
+            delivered: self.delivery.delivered(),
+        };
+        self.controller.on_ack(now, &summary);
+        self.check_rate_change(now);
     }
 
     fn on_timeout(&mut self, now: Instant, outcome: &mut AckOutcome) {
@@ -519,6 +724,7 @@ impl TrafficControl for DefaultTrafficControl {
         }
         sort_tail(&mut outcome.lost, lost_from);
         self.pop_settled();
+        self.check_rate_change(now);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -534,15 +740,24 @@ impl TrafficControl for DefaultTrafficControl {
         self.stats.on_received(size, payload_bytes);
     }
 
-    /// The fixed window minus the bytes in flight; never paced (`next_send_time` is `None`).
+    /// The congestion window minus the bytes in flight, and the pacer's next release time if
+    /// it is after `now`.
     fn send_allowance(&self, now: Instant) -> SendAllowance {
         SendAllowance {
             window: self
                 .controller
                 .window()
                 .saturating_sub(self.bytes_in_flight),
-            next_send_time: self.controller.next_send_time(now),
+            next_send_time: self.pacer.next_send_time(
+                now,
+                self.controller.pacing_rate(),
+                self.max_datagram_size,
+            ),
         }
+    }
+
+    fn poll_rate_change(&mut self) -> Option<u64> {
+        self.rate_report.pending.take()
     }
 
     fn rtt(&self) -> RttEstimate {
@@ -574,7 +789,7 @@ impl TrafficControl for DefaultTrafficControl {
             flow: FlowInfo {
                 bytes_in_flight: self.bytes_in_flight,
                 congestion_window: self.controller.window(),
-                send_rate: 0,
+                send_rate: self.controller.send_rate(),
             },
         }
     }

@@ -8,10 +8,15 @@
 //! never disagree about what is outstanding: the traffic control says which numbers were acked or
 //! lost, and the connection frees or resends what they carried.
 //!
-//! [`DefaultTrafficControl`] is the default. A custom one is supplied through a
-//! [`TrafficControlFactory`] in the endpoint configuration.
+//! [`DefaultTrafficControl`] is the default: loss detection and RTT as docs/protocol.md §13
+//! says, and model-based congestion control with pacing as docs/traffic-control.md says. A custom
+//! one is supplied through a [`TrafficControlFactory`] in the endpoint configuration.
 
+mod congestion;
 mod default;
+mod delivery;
+mod model;
+mod pacer;
 mod rtt;
 mod stats;
 
@@ -19,7 +24,10 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
-pub use default::{DefaultTrafficControl, DefaultTrafficControlFactory, TrafficConfig};
+pub use default::{
+    CongestionControl, DefaultTrafficControl, DefaultTrafficControlFactory, LOST_MEMORY_RTTS,
+    RATE_CHANGE_MIN_INTERVAL, RATE_CHANGE_RATIO, TrafficConfig,
+};
 
 /// Metadata of one datagram handed to the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +44,10 @@ pub struct SentDatagram {
     pub resent_payload_bytes: usize,
     /// Whether the peer will acknowledge it (it carries a message or a PING).
     pub ack_eliciting: bool,
+    /// Whether the sender had nothing more to send once it was built (its send queue was empty):
+    /// the rate the connection achieves then shows what the application offers, not what the
+    /// path can carry.
+    pub app_limited: bool,
 }
 
 /// Output buffers of [`TrafficControl::on_ack_received`] and [`TrafficControl::on_timeout`]:
@@ -62,7 +74,8 @@ impl AckOutcome {
 pub struct SendAllowance {
     /// Bytes that may still be put in flight (congestion window minus bytes in flight).
     pub window: usize,
-    /// When pacing allows the next datagram (`None` or a past instant: now).
+    /// When pacing allows the next ack-eliciting datagram (`None` or a past instant: now).
+    /// ACK-only datagrams are never paced.
     pub next_send_time: Option<Instant>,
 }
 
@@ -117,7 +130,9 @@ pub struct FlowInfo {
     pub bytes_in_flight: usize,
     /// Congestion window, bytes.
     pub congestion_window: usize,
-    /// Allowed send rate, bytes per second (0 = not paced).
+    /// Allowed send rate, bytes per second: the rate the congestion controller settles on (the
+    /// default one's bottleneck-bandwidth estimate; its instantaneous pacing rate varies around
+    /// it while it probes). 0 = no estimate yet, or not paced.
     pub send_rate: u64,
 }
 
@@ -187,6 +202,15 @@ pub trait TrafficControl: Send + fmt::Debug {
 
     /// Current statistics.
     fn statistics(&self, now: Instant) -> Statistics;
+
+    /// The allowed send rate, bytes per second, if it changed significantly since it was last
+    /// reported; the connection asks after every ACK and timeout and reports it as
+    /// [`Event::RateChange`](crate::Event::RateChange). What counts as significant is the
+    /// implementation's rule ([`DefaultTrafficControl`]: ±[`RATE_CHANGE_RATIO`], at most once per
+    /// `max(srtt, RATE_CHANGE_MIN_INTERVAL)`). The default never reports.
+    fn poll_rate_change(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// Creates one [`TrafficControl`] per connection.

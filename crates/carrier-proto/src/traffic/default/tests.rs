@@ -26,6 +26,7 @@ fn dgram(number: u64, time_sent: Instant, size: usize, payload_bytes: usize) -> 
         payload_bytes,
         resent_payload_bytes: 0,
         ack_eliciting: true,
+        app_limited: false,
     }
 }
 
@@ -311,7 +312,11 @@ fn ack_only_datagrams_not_in_flight_and_no_rto() {
 #[test]
 fn send_allowance_is_the_fixed_window_minus_flight() {
     let t0 = base();
-    let mut tc = control(t0);
+    let config = TrafficConfig {
+        congestion_control: CongestionControl::FixedWindow,
+        ..TrafficConfig::default()
+    };
+    let mut tc = DefaultTrafficControl::new(t0, 1200, config);
     tc.on_datagram_sent(t0, dgram(0, t0, 1000, 900));
     let allowance = tc.send_allowance(t0);
     assert_eq!(allowance.window, (1 << 20) - 1000);
@@ -589,6 +594,7 @@ proptest! {
                         payload_bytes: payload.min(size),
                         resent_payload_bytes: 0,
                         ack_eliciting,
+                        app_limited: false,
                     };
                     tc.on_datagram_sent(now, d);
                     sent.insert(next_number, (size, ack_eliciting));
