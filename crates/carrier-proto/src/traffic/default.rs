@@ -169,6 +169,8 @@ struct Tracked {
 struct RecentlyLost {
     number: u64,
     size: usize,
+    /// User payload bytes it carried (for the effective statistics).
+    payload_bytes: usize,
     time_sent: Instant,
     delivery: DeliverySnapshot,
     lost_at: Instant,
@@ -388,6 +390,7 @@ impl DefaultTrafficControl {
             self.remember_lost(RecentlyLost {
                 number: sent.number,
                 size: sent.size,
+                payload_bytes: sent.payload_bytes,
                 time_sent: sent.time_sent,
                 delivery,
                 lost_at: now,
@@ -535,6 +538,8 @@ impl DefaultTrafficControl {
                     entry.delivered = true;
                 }
                 self.controller.on_spurious_loss(now, e.size);
+                // It was delivered after all: the statistics count it acknowledged, not lost.
+                self.stats.on_spurious_loss(e.size, e.payload_bytes);
                 self.on_delivered(now, e.size, e.time_sent, e.delivery);
             }
             idx += 1;

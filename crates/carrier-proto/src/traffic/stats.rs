@@ -53,6 +53,10 @@ impl Counters {
         self.packets_lost = self.packets_lost.saturating_add(1);
     }
 
+    fn unlost(&mut self) {
+        self.packets_lost = self.packets_lost.saturating_sub(1);
+    }
+
     /// The public set, with the derived values computed from these counters.
     fn to_set(self, rtt_ms: f32, thresholds: Thresholds) -> StatsSet {
         let decided = self.packets_lost.saturating_add(self.packets_acked);
@@ -214,6 +218,19 @@ impl StatsKeeper {
             pair.all.lost();
             if sent.payload_bytes > 0 {
                 pair.effective.lost();
+            }
+        }
+    }
+
+    /// A datagram declared lost was acknowledged after all (reordering): take the loss back.
+    /// A loss counted in an earlier period stays there; the acknowledgement counts now.
+    pub(super) fn on_spurious_loss(&mut self, size: usize, payload_bytes: usize) {
+        for pair in [&mut self.current, &mut self.lifetime] {
+            pair.all.unlost();
+            pair.all.acked(size);
+            if payload_bytes > 0 {
+                pair.effective.unlost();
+                pair.effective.acked(payload_bytes);
             }
         }
     }

@@ -162,6 +162,14 @@ impl UdpDriver {
             // A previous datagram's ICMP error surfacing here (Linux reports it on the next
             // call): not this datagram's fault.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
+            // A local firewall rule dropped it (EPERM): to the protocol that is packet loss,
+            // not a reason to drop the connection.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::trace!(%to, "datagram refused by a local firewall rule");
+                Ok(true)
+            }
+            // The kernel's queue is momentarily full: like a full socket buffer.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(false),
             Err(e) => Err(e),
         }
     }
