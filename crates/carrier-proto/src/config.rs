@@ -96,6 +96,11 @@ pub struct EndpointConfig {
     /// silent for more than half the timeout is dropped too); 1 disables this network-failure
     /// evaluation.
     pub evaluation_threshold: f32,
+    /// How long an unreliable message may wait in the send queue (congestion, pacing) before
+    /// it is dropped as too old (default 200 ms; counted by
+    /// [`Connection::expired_unreliable`](crate::Connection::expired_unreliable)). Reliable
+    /// messages never expire: past `max_queued_bytes`, `send` answers `QueueFull`.
+    pub unreliable_ttl: Duration,
     /// Most datagrams accepted per connection per second (default `None`: unlimited). The
     /// excess is dropped (`RateLimited`) and reported as a security event; the limit never
     /// blacklists a connection and never affects other connections.
@@ -133,6 +138,7 @@ impl Default for EndpointConfig {
             disconnect_thresholds: None,
             evaluation_threshold: 0.5,
             receive_packet_limit: None,
+            unreliable_ttl: Duration::from_millis(200),
             traffic_control: Arc::new(DefaultTrafficControlFactory::default()),
             initial_sequence: 0,
         }
@@ -281,6 +287,7 @@ impl EndpointConfig {
                 format!("must be in 0.0..=1.0, got {}", self.evaluation_threshold),
             ));
         }
+        positive("unreliable_ttl", self.unreliable_ttl)?;
         if self.receive_packet_limit == Some(0) {
             return Err(ConfigError::new(
                 "receive_packet_limit",

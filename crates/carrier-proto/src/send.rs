@@ -7,6 +7,7 @@
 //! channel is a stream of its own.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -35,6 +36,8 @@ struct Outgoing {
     payload: Bytes,
     /// Fragment size and the next fragment index, for messages split in fragments.
     fragments: Option<(usize, u64)>,
+    /// When it was queued (unreliable messages expire, docs/protocol.md §16).
+    queued_at: Instant,
 }
 
 impl Outgoing {
@@ -140,6 +143,10 @@ pub(crate) struct SendState {
     peer_window: usize,
     /// Payload bytes of every fragment but the last.
     fragment_size: usize,
+    /// How long an unreliable message may wait to be sent before it is dropped.
+    unreliable_ttl: Duration,
+    /// Unreliable messages dropped because they waited longer than `unreliable_ttl`.
+    expired: u64,
 }
 
 impl SendState {
@@ -156,6 +163,8 @@ impl SendState {
             window_used: 0,
             peer_window: usize::MAX,
             fragment_size: 1024,
+            unreliable_ttl: Duration::from_millis(200),
+            expired: 0,
         }
     }
 
@@ -163,6 +172,16 @@ impl SendState {
     pub(crate) fn configure(&mut self, peer_window: usize, fragment_size: usize) {
         self.peer_window = peer_window;
         self.fragment_size = fragment_size.max(1);
+    }
+
+    /// Sets how long unreliable messages may wait (docs/protocol.md §16).
+    pub(crate) fn set_unreliable_ttl(&mut self, ttl: Duration) {
+        self.unreliable_ttl = ttl;
+    }
+
+    /// Unreliable messages dropped because they could not leave in time.
+    pub(crate) fn expired(&self) -> u64 {
+        self.expired
     }
 
     /// Payload bytes queued and not yet sent once.
@@ -197,6 +216,7 @@ impl SendState {
         reliable: bool,
         payload: Bytes,
         max_unsplit: usize,
+        now: Instant,
     ) {
         let fragment_size = self.fragment_size;
         let stream = self.stream(key);
@@ -222,6 +242,7 @@ impl SendState {
             rel,
             payload,
             fragments,
+            queued_at: now,
         });
     }
 
@@ -238,7 +259,9 @@ impl SendState {
         w: &mut Writer<'_>,
         ctx: &mut EncodeContext,
         sent: &mut Vec<ReliableFrame>,
+        now: Instant,
     ) -> Filled {
+        self.expire_unreliable(now);
         let mut filled = Filled::default();
         // 1. Retransmissions, by priority (docs/protocol.md §16).
         for p in 0..3 {
@@ -293,6 +316,28 @@ impl SendState {
             }
         }
         filled
+    }
+
+    /// Drops unreliable messages that waited longer than the TTL and have not started to leave
+    /// (docs/protocol.md §16: unreliable data that cannot leave in time is dropped, counted,
+    /// never queued without bound). Amortized O(1): only queue heads are examined, and every
+    /// expired message is removed once.
+    fn expire_unreliable(&mut self, now: Instant) {
+        for q in &mut self.queues {
+            while let Some(head) = q.front() {
+                let fresh = head.reliable
+                    || head.fragments.is_some_and(|(_, next)| next > 0)
+                    || now.saturating_duration_since(head.queued_at) <= self.unreliable_ttl;
+                if fresh {
+                    break;
+                }
+                if let Some(m) = q.pop_front() {
+                    self.queued_bytes = self.queued_bytes.saturating_sub(m.payload.len());
+                    self.queued_messages = self.queued_messages.saturating_sub(1);
+                    self.expired += 1;
+                }
+            }
+        }
     }
 
     /// Writes the next frame of priority class `p`; `None` if it does not fit or flow control
@@ -449,6 +494,13 @@ mod tests {
     use super::*;
     use crate::ChannelId;
 
+    #[allow(clippy::disallowed_methods)] // a fixed base instant for these unit tests
+    fn t() -> Instant {
+        use std::sync::OnceLock;
+        static T: OnceLock<Instant> = OnceLock::new();
+        *T.get_or_init(Instant::now)
+    }
+
     fn key(channel: u8, priority: Priority) -> StreamKey {
         StreamKey {
             channel: ChannelId::new(channel),
@@ -461,7 +513,7 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         let mut ctx = EncodeContext::default();
         let mut sent = Vec::new();
-        let f = s.fill(&mut w, &mut ctx, &mut sent);
+        let f = s.fill(&mut w, &mut ctx, &mut sent, t());
         (sent, f)
     }
 
@@ -470,7 +522,7 @@ mod tests {
         let mut s = SendState::new(0);
         for _ in 0..2000 {
             for p in Priority::ALL {
-                s.enqueue(key(0, p), true, Bytes::from(vec![0u8; 100]), 1000);
+                s.enqueue(key(0, p), true, Bytes::from(vec![0u8; 100]), 1000, t());
             }
         }
         let mut bytes = [0usize; 3];
@@ -497,6 +549,7 @@ mod tests {
                 false,
                 Bytes::from(vec![0u8; 100]),
                 1000,
+                t(),
             );
         }
         let _ = fill_packet(&mut s, 1200);
@@ -505,6 +558,7 @@ mod tests {
             true,
             Bytes::from_static(b"urgent"),
             1000,
+            t(),
         );
         let (sent, _) = fill_packet(&mut s, 1200);
         assert_eq!(
@@ -522,18 +576,21 @@ mod tests {
             true,
             Bytes::from(vec![7u8; 3000]),
             1000,
+            t(),
         );
         s.enqueue(
             key(0, Priority::Normal),
             true,
             Bytes::from(vec![1u8; 10]),
             1000,
+            t(),
         );
         s.enqueue(
             key(0, Priority::Normal),
             true,
             Bytes::from(vec![2u8; 10]),
             1000,
+            t(),
         );
         let mut all = Vec::new();
         for _ in 0..6 {
@@ -561,12 +618,14 @@ mod tests {
             true,
             Bytes::from_static(b"a"),
             1000,
+            t(),
         );
         s.enqueue(
             key(0, Priority::Normal),
             true,
             Bytes::from_static(b"b"),
             1000,
+            t(),
         );
         let (sent, _) = fill_packet(&mut s, 1200);
         assert_eq!(sent.len(), 2);
@@ -578,11 +637,47 @@ mod tests {
             true,
             Bytes::from_static(b"c"),
             1000,
+            t(),
         );
         let (again, f) = fill_packet(&mut s, 1200);
         assert_eq!(again.len(), 2);
         assert_eq!(&again[0].payload[..], b"a");
         assert_eq!(&again[1].payload[..], b"c");
         assert_eq!(f.resent_bytes, 1);
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::ChannelId;
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a base instant for this unit test
+    fn unreliable_messages_that_cannot_leave_in_time_are_dropped_and_counted() {
+        let t0 = Instant::now();
+        let mut s = SendState::new(0);
+        let key = StreamKey {
+            channel: ChannelId::new(0),
+            priority: Priority::Normal,
+        };
+        for i in 0..10u8 {
+            s.enqueue(key, i % 2 == 0, Bytes::from(vec![i; 10]), 1000, t0);
+        }
+        // 300 ms later (TTL 200 ms) the 5 unreliable ones are gone, the reliable ones leave.
+        let mut buf = vec![0u8; 1200];
+        let mut w = Writer::new(&mut buf);
+        let mut sent = Vec::new();
+        let f = s.fill(
+            &mut w,
+            &mut EncodeContext::default(),
+            &mut sent,
+            t0 + Duration::from_millis(300),
+        );
+        assert_eq!(s.expired(), 5);
+        assert_eq!(f.frames, 5);
+        assert!(sent.iter().all(|f| f.payload[0] % 2 == 0));
+        assert_eq!(s.queued_messages(), 0);
+        assert_eq!(s.queued_bytes(), 0);
     }
 }

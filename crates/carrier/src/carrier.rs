@@ -508,6 +508,15 @@ impl Carrier {
             .map(|c| c.remote_addr())
     }
 
+    /// Unreliable messages of a connection dropped before sending because they could not leave
+    /// within the unreliable TTL (congestion, pacing).
+    pub fn expired_unreliable(&self, id: ConnectionId) -> Option<u64> {
+        lock(&self.shared.core)
+            .endpoint
+            .connection(id)
+            .map(|c| c.expired_unreliable())
+    }
+
     /// Every connection (any state).
     pub fn connections(&self) -> Vec<ConnectionId> {
         lock(&self.shared.core).endpoint.connection_ids().collect()

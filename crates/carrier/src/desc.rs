@@ -147,6 +147,9 @@ pub struct CarrierDesc {
     /// Longest `shutdown()` or drop waits for disconnects to be delivered, ms (Carrier's; default
     /// 1,000).
     pub shutdown_timeout_ms: u32,
+    /// How long an unreliable message may wait to be sent before it is dropped as too old, ms
+    /// (Carrier's; default 200). Reliable messages never expire.
+    pub unreliable_ttl_ms: u32,
     /// Bytes of messages one connection may hold queued for sending; past it `send` answers
     /// `QueueFull` (Carrier's; default 16 MiB; at least `max_message_size`).
     pub max_queued_bytes: usize,
@@ -191,6 +194,7 @@ impl Default for CarrierDesc {
             thread_mode: ThreadMode::Dedicated,
             shutdown_timeout_ms: 1_000,
             max_queued_bytes: 16 << 20,
+            unreliable_ttl_ms: 200,
             seed: None,
         }
     }
@@ -405,6 +409,7 @@ impl CarrierDesc {
             (self.receive_packets_limit > 0).then_some(self.receive_packets_limit);
         config.receive_window = config.receive_window.max(max_message_size);
         config.max_queued_bytes = self.max_queued_bytes;
+        config.unreliable_ttl = ms(self.unreliable_ttl_ms);
         config.unreliable_reassembly_budget = 2 * max_message_size;
         if let Some(tc) = &self.traffic_control {
             config.traffic_control = Arc::clone(tc);
@@ -421,6 +426,7 @@ fn desc_field(endpoint_field: &'static str) -> &'static str {
         "disconnect_thresholds.rtt" => "disconnect_detection_rtt_threshold",
         "disconnect_thresholds.loss" => "disconnect_detection_packet_loss_threshold",
         "evaluation_threshold" => "connection_evaluation_threshold",
+        "unreliable_ttl" => "unreliable_ttl_ms",
         "retry_interval_base" => "connection_retry_interval_base_ms",
         "retry_interval_max" => "connection_retry_interval_max_ms",
         "max_datagram_size" => "driver_is_full_packets",

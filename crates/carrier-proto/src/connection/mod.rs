@@ -145,6 +145,8 @@ pub struct Connection {
     frame_pool: Vec<Vec<ReliableFrame>>,
     last_received: Instant,
     last_sent: Instant,
+    /// The latest `now` this connection was given (sends are stamped with it).
+    clock: Instant,
     /// When pacing lets held-back data leave (set by the last `poll_transmit`).
     pacing_wait: Option<Instant>,
     /// Acceptor: Accept to (re)send, with the handshake reply.
@@ -212,6 +214,7 @@ impl Connection {
             frame_pool: Vec::new(),
             last_received: n.now,
             last_sent: n.now,
+            clock: n.now,
             pacing_wait: None,
             accept_reply: None,
             send_accept: false,
@@ -227,6 +230,7 @@ impl Connection {
             config: n.config,
         };
         conn.apply_limits(n.limits);
+        conn.send.set_unreliable_ttl(conn.config.unreliable_ttl);
         conn
     }
 
@@ -309,6 +313,12 @@ impl Connection {
         self.send.queued_messages()
     }
 
+    /// Unreliable messages dropped before sending because they could not leave within
+    /// `unreliable_ttl` (docs/protocol.md §16).
+    pub fn expired_unreliable(&self) -> u64 {
+        self.send.expired()
+    }
+
     /// Payload bytes queued and not yet sent once.
     pub fn queued_bytes(&self) -> usize {
         self.send.queued_bytes()
@@ -379,8 +389,13 @@ impl Connection {
         if queued.saturating_add(payload.len()) > limit {
             return Err(SendError::QueueFull { queued, limit });
         }
-        self.send
-            .enqueue(key, reliability.is_reliable(), payload, self.message_mtu);
+        self.send.enqueue(
+            key,
+            reliability.is_reliable(),
+            payload,
+            self.message_mtu,
+            self.clock,
+        );
         Ok(())
     }
 
@@ -479,6 +494,7 @@ impl Connection {
 
     /// Fires the deadlines that have passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
         match &mut self.phase {
             Phase::Connecting { deadline, .. } | Phase::Accepting { deadline } => {
                 if self.timeouts_enabled && now >= *deadline {

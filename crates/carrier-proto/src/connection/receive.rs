@@ -193,6 +193,7 @@ impl Connection {
         if header.destination_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
         }
+        self.clock = self.clock.max(now);
         if !self.admit_packet(now) {
             return Err(DropReason::RateLimited);
         }

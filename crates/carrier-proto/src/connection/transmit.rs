@@ -15,6 +15,7 @@ impl Connection {
     /// Writes the next datagram this connection wants to send into `buf` and returns its
     /// length, or `None` when it has nothing to send now. Call until `None` after any input.
     pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.clock = self.clock.max(now);
         match &mut self.phase {
             Phase::Connecting {
                 cookie,
@@ -178,7 +179,7 @@ impl Connection {
         if data_ok {
             let mut w = Writer::new(&mut buf[pos..]);
             let mut ctx = EncodeContext::default();
-            filled = self.send.fill(&mut w, &mut ctx, &mut record.frames);
+            filled = self.send.fill(&mut w, &mut ctx, &mut record.frames, now);
             pos += w.len();
             ack_eliciting |= filled.frames > 0;
         }
