@@ -147,10 +147,12 @@ pub(crate) struct SendState {
     unreliable_ttl: Duration,
     /// Unreliable messages dropped because they waited longer than `unreliable_ttl`.
     expired: u64,
+    /// The instant of the packet being filled.
+    now: Instant,
 }
 
 impl SendState {
-    pub(crate) fn new(initial: u64) -> Self {
+    pub(crate) fn new(initial: u64, now: Instant) -> Self {
         SendState {
             initial,
             streams: Vec::new(),
@@ -165,6 +167,7 @@ impl SendState {
             fragment_size: 1024,
             unreliable_ttl: Duration::from_millis(200),
             expired: 0,
+            now,
         }
     }
 
@@ -261,6 +264,7 @@ impl SendState {
         sent: &mut Vec<ReliableFrame>,
         now: Instant,
     ) -> Filled {
+        self.now = now;
         self.expire_unreliable(now);
         let mut filled = Filled::default();
         // 1. Retransmissions, by priority (docs/protocol.md §16).
@@ -349,6 +353,7 @@ impl SendState {
         ctx: &mut EncodeContext,
         sent: &mut Vec<ReliableFrame>,
     ) -> Option<usize> {
+        self.expire_unreliable(self.now);
         let head = self.queues[p].front()?;
         let starting = head.fragments.is_none_or(|(_, next)| next == 0);
         let cost = head.cost();
@@ -519,7 +524,7 @@ mod tests {
 
     #[test]
     fn saturated_priorities_share_bytes_by_weight() {
-        let mut s = SendState::new(0);
+        let mut s = SendState::new(0, t());
         for _ in 0..2000 {
             for p in Priority::ALL {
                 s.enqueue(key(0, p), true, Bytes::from(vec![0u8; 100]), 1000, t());
@@ -542,7 +547,7 @@ mod tests {
 
     #[test]
     fn idle_high_goes_first_when_it_gets_data() {
-        let mut s = SendState::new(0);
+        let mut s = SendState::new(0, t());
         for _ in 0..50 {
             s.enqueue(
                 key(0, Priority::Low),
@@ -569,7 +574,7 @@ mod tests {
 
     #[test]
     fn fragments_and_window() {
-        let mut s = SendState::new(0);
+        let mut s = SendState::new(0, t());
         s.configure(fragmented_message_cost(3, 1000) + message_cost(10), 1000);
         s.enqueue(
             key(0, Priority::Normal),
@@ -612,7 +617,7 @@ mod tests {
 
     #[test]
     fn lost_frames_are_resent_first_unless_acked() {
-        let mut s = SendState::new(0);
+        let mut s = SendState::new(0, t());
         s.enqueue(
             key(0, Priority::Normal),
             true,
@@ -656,7 +661,7 @@ mod expiry_tests {
     #[allow(clippy::disallowed_methods)] // a base instant for this unit test
     fn unreliable_messages_that_cannot_leave_in_time_are_dropped_and_counted() {
         let t0 = Instant::now();
-        let mut s = SendState::new(0);
+        let mut s = SendState::new(0, t0);
         let key = StreamKey {
             channel: ChannelId::new(0),
             priority: Priority::Normal,

@@ -82,14 +82,15 @@ fn hundred_thousand_messages_through_a_bad_network() {
     let mut delivered_count = 0usize;
     let deadline = net.now() + Duration::from_secs(600);
     while delivered_count < total && net.now() < deadline {
-        // Keep about 2 MB queued so the sender is always busy but memory stays bounded.
+        // Keep about 256 KB queued: the sender is always busy, memory stays bounded, and messages
+        // do not wait longer than the unreliable TTL (200 ms) behind the backlog.
         while queued < total
             && net
                 .node(client)
                 .endpoint
                 .connection(id)
                 .map_or(0, |c| c.queued_bytes())
-                < 2 << 20
+                < 256 << 10
         {
             let s = rng.random_range(0..STREAMS.len());
             let (ch, prio, kind) = STREAMS[s];

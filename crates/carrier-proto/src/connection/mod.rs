@@ -194,7 +194,7 @@ impl Connection {
             message_mtu: 0,
             timeouts_enabled: cfg.timeouts_enabled,
             tc,
-            send: SendState::new(initial),
+            send: SendState::new(initial, n.now),
             recv: Vec::new(),
             budget: RecvBudget {
                 reliable_used: 0,
