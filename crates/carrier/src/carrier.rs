@@ -486,10 +486,12 @@ impl Carrier {
     /// flow).
     pub fn statistics(&self, id: ConnectionId) -> Option<Statistics> {
         let t = now();
-        lock(&self.shared.core)
+        let mut stats = lock(&self.shared.core)
             .endpoint
             .connection(id)
-            .map(|c| c.statistics(t))
+            .map(|c| c.statistics(t))?;
+        stats.flow.received_messages = lock(&self.shared.mailbox).connection_len(id);
+        Some(stats)
     }
 
     /// A connection's state ([`ConnectionState::Disconnected`] once it is gone).

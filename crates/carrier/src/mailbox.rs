@@ -74,6 +74,15 @@ impl Mailbox {
             .map(|(_, m)| m.payload.len())
     }
 
+    /// Messages of one connection waiting (all channels).
+    pub(crate) fn connection_len(&self, id: ConnectionId) -> usize {
+        self.queues
+            .iter()
+            .filter(|((c, _), _)| *c == id)
+            .map(|(_, q)| q.len())
+            .sum()
+    }
+
     /// Messages waiting.
     pub(crate) fn len(&self) -> usize {
         self.queued

@@ -305,7 +305,10 @@ impl Connection {
 
     /// Statistics of the traffic control.
     pub fn statistics(&self, now: Instant) -> Statistics {
-        self.tc.statistics(now)
+        let mut stats = self.tc.statistics(now);
+        stats.flow.queued_messages = self.send.queued_messages();
+        stats.flow.expired_unreliable = self.send.expired();
+        stats
     }
 
     /// Messages queued and not yet sent once.

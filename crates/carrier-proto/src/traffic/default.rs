@@ -795,6 +795,7 @@ impl TrafficControl for DefaultTrafficControl {
                 bytes_in_flight: self.bytes_in_flight,
                 congestion_window: self.controller.window(),
                 send_rate: self.controller.send_rate(),
+                ..FlowInfo::default()
             },
         }
     }

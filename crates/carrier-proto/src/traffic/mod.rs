@@ -134,6 +134,14 @@ pub struct FlowInfo {
     /// default one's bottleneck-bandwidth estimate; its instantaneous pacing rate varies around
     /// it while it probes). 0 = no estimate yet, or not paced.
     pub send_rate: u64,
+    /// Messages queued for sending and not yet sent once (filled in by the connection).
+    pub queued_messages: usize,
+    /// Messages delivered and not yet taken by the application (filled in by the endpoint's
+    /// caller where it keeps them; 0 from the protocol).
+    pub received_messages: usize,
+    /// Unreliable messages dropped at the sender because they could not leave in time (filled
+    /// in by the connection).
+    pub expired_unreliable: u64,
 }
 
 /// Per-connection statistics: last second and lifetime, all data and effective data.
