@@ -53,4 +53,7 @@ pub enum CliError {
     /// The demo finished but its checks failed (the report says which).
     #[error("the demo failed: {0}")]
     DemoFailed(String),
+    /// Benchmark runs failed (stalled, lost or reordered messages); the report says which.
+    #[error("benchmark runs failed: {0}")]
+    BenchFailed(String),
 }

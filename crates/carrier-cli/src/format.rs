@@ -94,6 +94,30 @@ impl Table {
         self.rows.push(cells.into_iter().map(Into::into).collect());
     }
 
+    /// The table in GitHub-flavoured Markdown (text columns left-aligned, the others right).
+    pub fn markdown(&self) -> String {
+        let escape = |c: &str| c.replace('|', "\\|");
+        let columns = self.header.len();
+        let mut out = String::new();
+        out.push('|');
+        for h in &self.header {
+            let _ = write!(out, " {} |", escape(h));
+        }
+        out.push_str("\n|");
+        for i in 0..columns {
+            out.push_str(if i < self.left { "---|" } else { "---:|" });
+        }
+        out.push('\n');
+        for row in &self.rows {
+            out.push('|');
+            for i in 0..columns {
+                let _ = write!(out, " {} |", escape(row.get(i).map_or("", String::as_str)));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
     /// The table as lines of text, each ending with a newline.
     pub fn render(&self) -> String {
         let columns = self
@@ -171,5 +195,8 @@ mod tests {
         t.row(["xx", "y", "1"]);
         t.row(["x", "yyy", "22"]);
         assert_eq!(t.render(), "a   b     c\nxx  y     1\nx   yyy  22\n");
+        let mut t = Table::new(["a", "n"]);
+        t.row(["x|y"]);
+        assert_eq!(t.markdown(), "| a | n |\n|---|---:|\n| x\\|y |  |\n");
     }
 }

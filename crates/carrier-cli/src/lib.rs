@@ -7,10 +7,13 @@
 //!   back ([`connect`]).
 //! - `carrier demo` runs a server and several clients in one process over loopback, through a
 //!   simulated network, and reports what was delivered ([`demo`]).
+//! - `carrier bench [SCENARIO]...` measures Carrier against raw UDP on loopback and prints a
+//!   table (or `--json`) of medians and ratios ([`bench`]).
 //!
 //! Every command takes the simulator options of [`sim::SimArgs`]. Logs go to standard error
 //! through `tracing-subscriber`, filtered by `RUST_LOG` (default `warn`).
 
+pub mod bench;
 pub mod connect;
 pub mod demo;
 mod error;
@@ -35,7 +38,7 @@ pub use error::CliError;
     long_about = "Carrier: reliable-UDP messaging for games.\n\n\
         `carrier demo` runs a server and several clients in one process over a simulated \
         network and reports what was delivered; `carrier listen` and `carrier connect` talk \
-        over real UDP.\n\nLogs go to standard error; set RUST_LOG (e.g. RUST_LOG=debug) to see \
+        over real UDP; `carrier bench` measures Carrier against raw UDP.\n\nLogs go to standard error; set RUST_LOG (e.g. RUST_LOG=debug) to see \
         more.",
     propagate_version = true
 )]
@@ -54,6 +57,12 @@ pub enum Command {
     Connect(connect::ConnectArgs),
     /// Run a server and several clients over a simulated network and report the delivery.
     Demo(demo::DemoArgs),
+    /// Measure Carrier against raw UDP on loopback (throughput, ping-pong, connections, loss,
+    /// allocations); a table of medians and ratios, or JSON.
+    Bench(bench::BenchArgs),
+    /// The server process of `carrier bench connections` (internal).
+    #[command(hide = true)]
+    BenchServer(bench::ServerArgs),
 }
 
 /// Runs a parsed command, writing its output to `out`.
@@ -62,6 +71,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Listen(args) => listen::run(&args, out),
         Command::Connect(args) => connect::run(&args, out),
         Command::Demo(args) => demo::run(&args, out),
+        Command::Bench(args) => bench::run(&args, out),
+        Command::BenchServer(args) => bench::run_server(&args, out),
     }
 }
 

@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Counts allocations while `carrier bench` asks it to (one relaxed load per call otherwise).
+#[global_allocator]
+static ALLOCATOR: carrier_cli::bench::CountingAlloc = carrier_cli::bench::CountingAlloc;
+
 fn main() -> ExitCode {
     let cli = carrier_cli::Cli::parse();
     carrier_cli::init_logging();

@@ -236,3 +236,85 @@ fn listen_and_connect_exchange_a_line_over_ipv6() {
         "channel 2 unreliable High",
     );
 }
+
+#[test]
+fn bench_help_lists_the_scenarios_and_refuses_unknown_ones() {
+    let out = run(&["bench", "--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for word in [
+        "throughput",
+        "pingpong",
+        "connections",
+        "lossy",
+        "alloc",
+        "--quick",
+        "--json",
+        "--reps",
+    ] {
+        assert!(help.contains(word), "{word} missing from\n{help}");
+    }
+    let out = run(&["bench", "teleport"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("teleport"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A small `connections` run (its servers are separate `carrier bench-server` processes) and the
+/// `alloc` measurement, as JSON: every variant is there with a ratio to the raw baseline, and the
+/// counting allocator of the binary saw the allocations of `send` (which copies the payload).
+#[test]
+fn bench_runs_server_processes_and_reports_json() {
+    let child = carrier()
+        .args([
+            "bench",
+            "connections",
+            "alloc",
+            "--quick",
+            "--json",
+            "--clients",
+            "20",
+            "--load-ms",
+            "400",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn carrier bench");
+    let out = wait_bounded(child, Duration::from_secs(120));
+    let json = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed\n{json}\n{}",
+        text(&out.stderr)
+    );
+    for needle in [
+        "\"scenario\": \"connections\"",
+        "\"case\": \"20 clients × 20 Hz × 0.4 s\"",
+        "\"variant\": \"raw std\"",
+        "\"variant\": \"raw mmsg\"",
+        "\"variant\": \"carrier dedicated\"",
+        "\"variant\": \"carrier manual\"",
+        "\"key\": \"server_cpu_ms\"",
+        "\"key\": \"heap_per_conn_b\"",
+        "\"ratio_to_raw\"",
+        "\"variant\": \"send: send (copy)\"",
+        "\"targets\"",
+    ] {
+        assert!(json.contains(needle), "{needle} missing from\n{json}");
+    }
+    // `send` copies the payload into a new buffer: at least one allocation per message.
+    let copy = json
+        .split("\"variant\": \"send: send (copy)\"")
+        .nth(1)
+        .and_then(|rest| rest.split("\"median\": ").nth(1))
+        .and_then(|rest| rest.split([',', '\n']).next())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("allocs_per_msg of send (copy)");
+    assert!(copy >= 1.0, "send (copy) allocates {copy} per message");
+    // The progress bar went to standard error.
+    assert!(text(&out.stderr).contains("connections 20 clients"));
+}
