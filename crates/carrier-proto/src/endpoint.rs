@@ -2,7 +2,7 @@
 //! statelessly until the peer proves its address, and serves its connections' output fairly
 //! (docs/protocol.md §3, §4, §16).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,7 +98,15 @@ pub struct Endpoint {
     messages: VecDeque<(ConnectionId, Message)>,
     stateless: VecDeque<StatelessReply>,
     drops: DropCounters,
-    cursor: Option<ConnectionId>,
+    /// Each connection's next deadline, ordered (docs: `poll_timeout` and `handle_timeout` cost
+    /// O(log n) per due connection, not a scan of all connections).
+    timers: BTreeSet<(Instant, ConnectionId)>,
+    timer_of: HashMap<ConnectionId, Instant>,
+    /// Connections that may have something to send, served round robin by `poll_transmit`.
+    ready: VecDeque<ConnectionId>,
+    in_ready: HashSet<ConnectionId>,
+    /// Scratch list of due connections (reused).
+    due: Vec<ConnectionId>,
     timeouts_enabled: bool,
     shutting_down: bool,
 }
@@ -147,7 +155,11 @@ impl Endpoint {
             messages: VecDeque::new(),
             stateless: VecDeque::new(),
             drops: DropCounters::default(),
-            cursor: None,
+            timers: BTreeSet::new(),
+            timer_of: HashMap::new(),
+            ready: VecDeque::new(),
+            in_ready: HashSet::new(),
+            due: Vec::new(),
             shutting_down: false,
         })
     }
@@ -185,6 +197,8 @@ impl Endpoint {
         let id = conn.id();
         self.by_addr.insert(conn.remote_addr(), id);
         self.connections.insert(id, conn);
+        self.mark_ready(id);
+        self.reschedule(id);
         id
     }
 
@@ -442,6 +456,34 @@ impl Endpoint {
         drain(id, conn, &mut self.events, &mut self.messages);
         if conn.is_closed() {
             self.remove_closed();
+        } else {
+            self.mark_ready(id);
+            self.reschedule(id);
+        }
+    }
+
+    /// Puts a connection in the round-robin queue of `poll_transmit` (something changed: it may
+    /// have something to send).
+    fn mark_ready(&mut self, id: ConnectionId) {
+        if self.in_ready.insert(id) {
+            self.ready.push_back(id);
+        }
+    }
+
+    /// Recomputes a connection's deadline in the timer set.
+    fn reschedule(&mut self, id: ConnectionId) {
+        let deadline = self.connections.get(&id).and_then(Connection::poll_timeout);
+        let old = self.timer_of.get(&id).copied();
+        if old == deadline {
+            return;
+        }
+        if let Some(t) = old {
+            self.timers.remove(&(t, id));
+            self.timer_of.remove(&id);
+        }
+        if let Some(t) = deadline {
+            self.timers.insert((t, id));
+            self.timer_of.insert(id, t);
         }
     }
 
@@ -457,30 +499,27 @@ impl Endpoint {
                 size: reply.len,
             });
         }
-        let after = ConnectionId::from_raw(self.cursor.map_or(0, |c| c.raw() + 1));
-        let connections = &mut self.connections;
-        let found = connections.range_mut(after..).find_map(|(id, c)| {
-            c.poll_transmit(now, buf)
-                .map(|size| (*id, c.remote_addr(), size))
-        });
-        let found = match found {
-            Some(f) => Some(f),
-            None => connections.range_mut(..after).find_map(|(id, c)| {
-                c.poll_transmit(now, buf)
-                    .map(|size| (*id, c.remote_addr(), size))
-            }),
-        };
-        let (id, destination, size) = found?;
-        self.cursor = Some(id);
-        Some(Transmit { destination, size })
+        while let Some(id) = self.ready.pop_front() {
+            self.in_ready.remove(&id);
+            let Some(conn) = self.connections.get_mut(&id) else {
+                continue;
+            };
+            let sent = conn
+                .poll_transmit(now, buf)
+                .map(|size| (conn.remote_addr(), size));
+            self.reschedule(id);
+            if let Some((destination, size)) = sent {
+                // It may have more: back of the queue, so the others get their turn first.
+                self.mark_ready(id);
+                return Some(Transmit { destination, size });
+            }
+        }
+        None
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called at, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.connections
-            .values()
-            .filter_map(Connection::poll_timeout)
-            .min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// Fires every deadline that has passed: retransmissions, acknowledgements, keep-alives,
@@ -488,24 +527,41 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut any_closed = false;
         let mut timed_out = false;
-        for (id, conn) in self.connections.iter_mut() {
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        due.extend(
+            self.timers
+                .iter()
+                .take_while(|(t, _)| *t <= now)
+                .map(|(_, id)| *id),
+        );
+        for &id in &due {
+            if let Some(conn) = self.connections.get_mut(&id) {
                 conn.handle_timeout(now);
                 timed_out |= conn.take_timed_out();
-                drain(*id, conn, &mut self.events, &mut self.messages);
+                drain(id, conn, &mut self.events, &mut self.messages);
                 any_closed |= conn.is_closed();
             }
+            self.mark_ready(id);
+            self.reschedule(id);
         }
         // One connection timed out: maybe the network failed. Check every other connection
         // once against the scaled timeout and thresholds (docs/protocol.md §12).
         let factor = self.config.evaluation_threshold;
         if timed_out && factor < 1.0 {
-            for (id, conn) in self.connections.iter_mut() {
-                conn.evaluate(now, factor);
-                drain(*id, conn, &mut self.events, &mut self.messages);
-                any_closed |= conn.is_closed();
+            due.clear();
+            due.extend(self.connections.keys().copied());
+            for &id in &due {
+                if let Some(conn) = self.connections.get_mut(&id) {
+                    conn.evaluate(now, factor);
+                    drain(id, conn, &mut self.events, &mut self.messages);
+                    any_closed |= conn.is_closed();
+                }
+                self.mark_ready(id);
+                self.reschedule(id);
             }
         }
+        self.due = due;
         if any_closed {
             self.remove_closed();
         }
@@ -513,10 +569,15 @@ impl Endpoint {
 
     fn remove_closed(&mut self) {
         let by_addr = &mut self.by_addr;
+        let timers = &mut self.timers;
+        let timer_of = &mut self.timer_of;
         self.connections.retain(|id, c| {
             if c.is_closed() {
                 if by_addr.get(&c.remote_addr()) == Some(id) {
                     by_addr.remove(&c.remote_addr());
+                }
+                if let Some(t) = timer_of.remove(id) {
+                    timers.remove(&(t, *id));
                 }
                 tracing::debug!(%id, "connection removed");
                 false
@@ -549,7 +610,10 @@ impl Endpoint {
             .connections
             .get_mut(&id)
             .ok_or(SendError::UnknownConnection(id))?;
-        conn.send(StreamKey { channel, priority }, reliability, payload.into())
+        conn.send(StreamKey { channel, priority }, reliability, payload.into())?;
+        self.mark_ready(id);
+        self.reschedule(id);
+        Ok(())
     }
 
     /// Closes a connection with `reason`; the peer learns the reason. The event is reported at
@@ -575,6 +639,10 @@ impl Endpoint {
         self.timeouts_enabled = on;
         for conn in self.connections.values_mut() {
             conn.set_timeouts_enabled(on, now);
+        }
+        let ids: Vec<ConnectionId> = self.connections.keys().copied().collect();
+        for id in ids {
+            self.reschedule(id);
         }
     }
 
