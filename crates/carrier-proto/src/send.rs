@@ -361,18 +361,18 @@ impl SendState {
             return None;
         }
         let count = head.fragment_count();
-        let (payload, fragment, last) = match head.fragments {
+        // The bytes of this frame: a fragment's range, or the whole message. Nothing is cloned
+        // yet: a whole message's `Bytes` moves into the retransmission record below, so the
+        // send path allocates nothing beyond the message itself.
+        let (range, fragment, last) = match head.fragments {
             Some((size, next)) => {
                 let start = usize::try_from(next).ok()?.checked_mul(size)?;
                 let end = (start + size).min(head.payload.len());
-                (
-                    head.payload.slice(start..end),
-                    Some((next, count)),
-                    next + 1 == count,
-                )
+                (start..end, Some((next, count)), next + 1 == count)
             }
-            None => (head.payload.clone(), None, true),
+            None => (0..head.payload.len(), None, true),
         };
+        let len = range.len();
         let m = OutMessage {
             channel: head.key.channel.get(),
             priority: head.key.priority,
@@ -380,12 +380,12 @@ impl SendState {
             seq: head.seq,
             rel: head.rel,
             fragment,
-            len: payload.len(),
+            len,
         };
-        if ctx.header_len(&m) + m.len > w.remaining() {
+        if ctx.header_len(&m) + len > w.remaining() {
             return None;
         }
-        ctx.write(w, &m, &payload).ok()?;
+        ctx.write(w, &m, head.payload.get(range.clone())?).ok()?;
         let (key, reliable, seq, rel, total) = (
             head.key,
             head.reliable,
@@ -393,41 +393,52 @@ impl SendState {
             head.rel,
             head.payload.len(),
         );
-        if reliable {
-            if starting {
-                let stream = self.stream(key);
-                let words = if count > 1 {
-                    count.div_ceil(64) as usize
-                } else {
-                    0
-                };
-                stream.unacked.push_back(Unacked {
-                    cost,
-                    fragments: count,
-                    acked_fragments: 0,
-                    acked_bits: vec![0; words],
-                    done: false,
-                });
-                self.window_used += cost;
+        if reliable && starting {
+            let stream = self.stream(key);
+            let words = if count > 1 {
+                count.div_ceil(64) as usize
+            } else {
+                0
+            };
+            stream.unacked.push_back(Unacked {
+                cost,
+                fragments: count,
+                acked_fragments: 0,
+                acked_bits: vec![0; words],
+                done: false,
+            });
+            self.window_used += cost;
+        }
+        let payload = if last {
+            self.queued_bytes = self.queued_bytes.saturating_sub(total);
+            self.queued_messages = self.queued_messages.saturating_sub(1);
+            let done = self.queues[p].pop_front()?;
+            if fragment.is_some() {
+                done.payload.slice(range)
+            } else {
+                done.payload
             }
+        } else {
+            let head = self.queues[p].front_mut()?;
+            if let Some((_, next)) = head.fragments.as_mut() {
+                *next += 1;
+            }
+            if reliable {
+                head.payload.slice(range)
+            } else {
+                bytes::Bytes::new()
+            }
+        };
+        if reliable {
             sent.push(ReliableFrame {
                 key,
                 seq,
                 rel,
                 fragment,
-                payload: payload.clone(),
+                payload,
             });
         }
-        if last {
-            self.queues[p].pop_front();
-            self.queued_bytes = self.queued_bytes.saturating_sub(total);
-            self.queued_messages = self.queued_messages.saturating_sub(1);
-        } else if let Some(head) = self.queues[p].front_mut()
-            && let Some((_, next)) = head.fragments.as_mut()
-        {
-            *next += 1;
-        }
-        Some(payload.len())
+        Some(len)
     }
 
     /// A reliable frame was acknowledged.

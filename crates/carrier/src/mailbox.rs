@@ -5,7 +5,8 @@ use std::collections::{HashMap, VecDeque};
 
 use carrier_proto::{ConnectionId, Message};
 
-/// The receive queues.
+/// The receive queues. A queue that empties is kept (not freed), so a steady flow of messages
+/// allocates nothing here; there is one per (connection, channel) that ever received.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
     queues: HashMap<(ConnectionId, u8), VecDeque<(u64, Message)>>,
@@ -36,9 +37,6 @@ impl Mailbox {
             };
             if q.front().is_some_and(|(t, _)| *t == ticket) {
                 let (_, m) = q.pop_front()?;
-                if q.is_empty() {
-                    self.queues.remove(&(id, ch));
-                }
                 self.queued -= 1;
                 return Some((id, m));
             }
@@ -50,9 +48,6 @@ impl Mailbox {
     pub(crate) fn pop(&mut self, id: ConnectionId, ch: u8) -> Option<Message> {
         let q = self.queues.get_mut(&(id, ch))?;
         let (_, m) = q.pop_front()?;
-        if q.is_empty() {
-            self.queues.remove(&(id, ch));
-        }
         self.queued -= 1;
         // Drop stale tickets once they outnumber the live ones.
         if self.order.len() > 2 * self.queued + 64 {
