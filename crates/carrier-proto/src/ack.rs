@@ -42,8 +42,8 @@ const LARGEST_LEN: usize = 4;
 /// Bounded: at most `max_ranges` ranges are kept. Inserting a packet number that would create
 /// one range more than allowed forgets the oldest (lowest) range and raises the forget floor to
 /// the start of the range that is now lowest; packet numbers below the floor are
-/// [too old](Self::is_too_old) and are refused by [`insert`](Self::insert). Storage is reserved
-/// once, in [`new`](Self::new); nothing allocates afterwards.
+/// [too old](Self::is_too_old) and are refused by [`insert`](Self::insert). Storage grows on
+/// demand up to `max_ranges + 1` entries and is kept, so a steady connection stops allocating.
 ///
 /// In-order arrival (the packet is at or just above [`largest`](Self::largest)) costs O(1);
 /// a reordered packet costs O(log n) to find its place plus O(n) when it opens or closes a gap
@@ -79,8 +79,9 @@ impl AckRanges {
     pub fn new(max_ranges: usize) -> Self {
         let max_ranges = max_ranges.clamp(1, MAX_RANGES_LIMIT);
         Self {
-            // One spare slot: an insert may briefly hold `max_ranges + 1` before trimming.
-            ranges: VecDeque::with_capacity(max_ranges + 1),
+            // Grows on demand (an idle connection holds one or two ranges), never beyond
+            // `max_ranges + 1` (an insert may briefly hold one more before trimming).
+            ranges: VecDeque::new(),
             max_ranges,
             floor: 0,
         }

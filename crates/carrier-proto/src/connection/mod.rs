@@ -610,7 +610,7 @@ impl Connection {
 
     fn recycle(&mut self, mut rec: SentRecord) {
         rec.frames.clear();
-        if self.frame_pool.len() < 64 {
+        if self.frame_pool.len() < 8 {
             self.frame_pool.push(rec.frames);
         }
     }
