@@ -432,6 +432,47 @@ impl Carrier {
         lock(&self.shared.mailbox).pop_any()
     }
 
+    /// Blocks until a message of any connection and channel arrives or `timeout` passes, and
+    /// returns it (in manual mode it drives the I/O meanwhile). For servers and tools without a
+    /// frame loop; events keep queueing for [`poll_event`](Self::poll_event).
+    pub fn wait_message(&self, timeout: Duration) -> Option<(ConnectionId, Message)> {
+        let deadline = now() + timeout;
+        self.mark_alive();
+        let _waiting = Waiting::new(&self.shared);
+        if let Some(io) = &self.io {
+            loop {
+                let t = now();
+                let next = lock(io).turn(&self.shared, t);
+                if let Some(m) = lock(&self.shared.mailbox).pop_any() {
+                    return Some(m);
+                }
+                if t >= deadline {
+                    return None;
+                }
+                let until = next.map_or(deadline, |n| n.min(deadline));
+                lock(io).wait(&self.shared, Some(until), now(), true);
+            }
+        }
+        // The carrier thread fills the mailbox, then notifies `events_ready` while holding the
+        // event lock; checking the mailbox under that lock cannot miss a wake-up.
+        let mut events = lock(&self.shared.events);
+        loop {
+            if let Some(m) = lock(&self.shared.mailbox).pop_any() {
+                return Some(m);
+            }
+            let left = deadline.saturating_duration_since(now());
+            if left.is_zero() {
+                return None;
+            }
+            events = self
+                .shared
+                .events_ready
+                .wait_timeout(events, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
     /// Messages waiting to be received.
     pub fn pending_messages(&self) -> usize {
         lock(&self.shared.mailbox).len()

@@ -302,3 +302,28 @@ fn channel_count_is_agreed_as_the_smaller() {
     });
     assert!(ok);
 }
+
+/// `wait_message` blocks until a message arrives, in both thread modes, and times out cleanly.
+#[test]
+fn wait_message_blocks_until_a_message_arrives() {
+    for mode in [ThreadMode::Dedicated, ThreadMode::Manual] {
+        let server = Carrier::new(common::desc(mode)).unwrap();
+        let client = Carrier::new(common::desc(ThreadMode::Dedicated)).unwrap();
+        let (cid, sid) = common::connect(&server, &client);
+        assert!(server.wait_message(Duration::from_millis(100)).is_none());
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                client
+                    .send(cid, b"wake", Reliability::Reliable, Priority::Normal, 2)
+                    .unwrap();
+            });
+            let (from, m) = server
+                .wait_message(Duration::from_secs(5))
+                .expect("a message within 5 s");
+            assert_eq!(from, sid);
+            assert_eq!(&m.payload[..], b"wake");
+            assert_eq!(m.channel.get(), 2);
+        });
+    }
+}
