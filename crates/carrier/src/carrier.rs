@@ -436,15 +436,28 @@ impl Carrier {
     /// returns it (in manual mode it drives the I/O meanwhile). For servers and tools without a
     /// frame loop; events keep queueing for [`poll_event`](Self::poll_event).
     pub fn wait_message(&self, timeout: Duration) -> Option<(ConnectionId, Message)> {
+        self.wait_for(timeout, |_| lock(&self.shared.mailbox).pop_any())
+    }
+
+    /// Blocks until `take` finds something or `timeout` passes; `take` is called with the event
+    /// queue locked. Manual mode drives the I/O meanwhile; dedicated mode sleeps on
+    /// `events_ready`, which the carrier thread signals after filling the mailbox or the event
+    /// queue while holding the event lock, so checking under that lock cannot miss a wake-up.
+    fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut take: impl FnMut(&mut VecDeque<CarrierEvent>) -> Option<T>,
+    ) -> Option<T> {
         let deadline = now() + timeout;
         self.mark_alive();
+        // A game blocked here is not stalled: the watchdog leaves it alone meanwhile.
         let _waiting = Waiting::new(&self.shared);
         if let Some(io) = &self.io {
             loop {
                 let t = now();
                 let next = lock(io).turn(&self.shared, t);
-                if let Some(m) = lock(&self.shared.mailbox).pop_any() {
-                    return Some(m);
+                if let Some(x) = take(&mut lock(&self.shared.events)) {
+                    return Some(x);
                 }
                 if t >= deadline {
                     return None;
@@ -453,12 +466,10 @@ impl Carrier {
                 lock(io).wait(&self.shared, Some(until), now(), true);
             }
         }
-        // The carrier thread fills the mailbox, then notifies `events_ready` while holding the
-        // event lock; checking the mailbox under that lock cannot miss a wake-up.
         let mut events = lock(&self.shared.events);
         loop {
-            if let Some(m) = lock(&self.shared.mailbox).pop_any() {
-                return Some(m);
+            if let Some(x) = take(&mut events) {
+                return Some(x);
             }
             let left = deadline.saturating_duration_since(now());
             if left.is_zero() {
@@ -487,40 +498,7 @@ impl Carrier {
     /// Blocks until an event arrives or `timeout` passes (in manual mode it drives the I/O
     /// meanwhile). For tools and servers without a frame loop.
     pub fn wait_event(&self, timeout: Duration) -> Option<CarrierEvent> {
-        let deadline = now() + timeout;
-        self.mark_alive();
-        // A game blocked here is not stalled: the watchdog leaves it alone meanwhile.
-        let _waiting = Waiting::new(&self.shared);
-        if let Some(io) = &self.io {
-            loop {
-                let t = now();
-                let next = lock(io).turn(&self.shared, t);
-                if let Some(e) = lock(&self.shared.events).pop_front() {
-                    return Some(e);
-                }
-                if t >= deadline {
-                    return None;
-                }
-                let until = next.map_or(deadline, |n| n.min(deadline));
-                lock(io).wait(&self.shared, Some(until), now(), true);
-            }
-        }
-        let mut events = lock(&self.shared.events);
-        loop {
-            if let Some(e) = events.pop_front() {
-                return Some(e);
-            }
-            let left = deadline.saturating_duration_since(now());
-            if left.is_zero() {
-                return None;
-            }
-            events = self
-                .shared
-                .events_ready
-                .wait_timeout(events, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
+        self.wait_for(timeout, VecDeque::pop_front)
     }
 
     /// Statistics of a connection (last second and lifetime, all and effective data, RTT,
