@@ -198,9 +198,9 @@ impl Connection {
             return None;
         };
         self.next_pn += 1;
-        // Any datagram keeps the peer's timeout at bay, acknowledgements included: a side that
-        // only acknowledges a busy peer never needs a PING of its own (docs/protocol.md §12).
-        self.last_sent = now;
+        if ack_eliciting {
+            self.last_sent = now;
+        }
         self.tc.on_datagram_sent(
             now,
             SentDatagram {

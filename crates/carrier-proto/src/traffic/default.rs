@@ -665,6 +665,7 @@ impl TrafficControl for DefaultTrafficControl {
 
         // Ranges come newest first: walk them oldest first so `acked` comes out ascending.
         let mut largest_newly_acked = None;
+        let mut any_eliciting = false;
         for range in ranges.iter().rev() {
             let (start, end) = (*range.start(), *range.end());
             if !self.recently_lost.is_empty() {
@@ -676,6 +677,7 @@ impl TrafficControl for DefaultTrafficControl {
             {
                 if let Some(sent) = self.mark_acked(idx, now) {
                     outcome.acked.push(sent.number);
+                    any_eliciting |= sent.ack_eliciting;
                     if sent.number == ack_largest {
                         largest_newly_acked = Some(sent);
                     }
@@ -689,9 +691,11 @@ impl TrafficControl for DefaultTrafficControl {
             self.largest_acked
                 .map_or(ack_largest, |l| l.max(ack_largest)),
         );
-        // docs/protocol.md §13: an RTT sample only when the largest acknowledged number is newly
-        // acknowledged and was ack-eliciting.
-        if let Some(sent) = largest_newly_acked.filter(|s| s.ack_eliciting) {
+        // docs/protocol.md §13 (RFC 9002 §5.1): an RTT sample when the largest acknowledged number
+        // is newly acknowledged and the ACK newly acknowledges at least one ack-eliciting
+        // datagram (a peer that only acknowledges sends mostly ack-only datagrams: requiring the
+        // largest itself to be ack-eliciting would starve its RTT).
+        if let Some(sent) = largest_newly_acked.filter(|_| any_eliciting) {
             self.rtt.update(
                 now.saturating_duration_since(sent.time_sent),
                 // A peer cannot report more delay than it promised (docs/protocol.md §13).
