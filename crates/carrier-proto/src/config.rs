@@ -8,6 +8,15 @@ use std::time::Duration;
 use crate::ConfigError;
 use crate::traffic::{DefaultTrafficControlFactory, TrafficControlFactory};
 
+/// The longest any side may delay an acknowledgement of a packet that carries only unreliable
+/// messages or a `PING` (1 s; docs/protocol.md §12). A sender caps the ack delay its peer
+/// reports for such packets at this, whatever the peer's `lazy_ack_delay`.
+///
+/// ```
+/// assert_eq!(carrier_proto::MAX_LAZY_ACK_DELAY.as_millis(), 1_000);
+/// ```
+pub const MAX_LAZY_ACK_DELAY: Duration = Duration::from_secs(1);
+
 /// Smallest maximum datagram size Carrier works with (docs/protocol.md §4.6).
 pub const MIN_DATAGRAM_SIZE: usize = 256;
 /// Largest datagram size (a UDP payload over IPv4 without fragmentation limits).
@@ -79,8 +88,17 @@ pub struct EndpointConfig {
     pub retry_interval_max: Duration,
     /// An idle connection sends a keep-alive after this long without sending (default 100 ms).
     pub keep_alive_interval: Duration,
-    /// Longest this side delays an acknowledgement (default 5 ms).
+    /// Longest this side delays an acknowledgement of a packet with reliable data, a
+    /// `DISCONNECT` or an `IMMEDIATE_ACK` request (default 5 ms).
     pub max_ack_delay: Duration,
+    /// Longest this side delays an acknowledgement of a packet that carries only unreliable
+    /// messages or a `PING` (default 500 ms, at most [`MAX_LAZY_ACK_DELAY`](crate::MAX_LAZY_ACK_DELAY);
+    /// never less than `max_ack_delay`).
+    /// Such acknowledgements only feed the peer's statistics and congestion control, so they
+    /// are batched: one ACK datagram covers many packets, which is what lets a server carry
+    /// thousands of clients sending small unreliable updates (docs/protocol.md §12). Ten such
+    /// packets unacknowledged, or any packet this side sends anyway, bring the ACK forward.
+    pub lazy_ack_delay: Duration,
     /// How long a closing connection resends its DISCONNECT (default 500 ms).
     pub linger: Duration,
     /// How long a connect cookie stays valid (default 10 s).
@@ -132,6 +150,7 @@ impl Default for EndpointConfig {
             retry_interval_max: Duration::from_millis(1_000),
             keep_alive_interval: Duration::from_millis(100),
             max_ack_delay: Duration::from_millis(5),
+            lazy_ack_delay: Duration::from_millis(500),
             linger: Duration::from_millis(500),
             cookie_lifetime: Duration::from_secs(10),
             max_ack_ranges: 32,
@@ -265,6 +284,12 @@ impl EndpointConfig {
             return Err(ConfigError::new(
                 "max_ack_delay",
                 "must be at most 1,000 ms",
+            ));
+        }
+        if self.lazy_ack_delay > crate::MAX_LAZY_ACK_DELAY {
+            return Err(ConfigError::new(
+                "lazy_ack_delay",
+                format!("must be at most 1,000 ms, got {:?}", self.lazy_ack_delay),
             ));
         }
         positive("cookie_lifetime", self.cookie_lifetime)?;

@@ -16,6 +16,8 @@ pub(crate) const FRAME_PING: u8 = 0x01;
 pub(crate) const FRAME_ACK: u8 = 0x02;
 /// `DISCONNECT` frame type.
 pub(crate) const FRAME_DISCONNECT: u8 = 0x03;
+/// `IMMEDIATE_ACK` frame type: acknowledge this packet promptly (docs/protocol.md §12).
+pub(crate) const FRAME_IMMEDIATE_ACK: u8 = 0x04;
 
 const MSG: u8 = 0x80;
 const MSG_RELIABLE: u8 = 0x40;
@@ -48,6 +50,7 @@ pub(crate) struct MessageFrame {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
     Ping,
+    ImmediateAck,
     /// The ACK's ranges are in the `ack_ranges` vector given to [`parse_frames`].
     Ack(AckFrame),
     Disconnect(u8),
@@ -85,6 +88,7 @@ pub(crate) fn parse_frames(
         if t & MSG == 0 {
             let frame = match t {
                 FRAME_PING => Frame::Ping,
+                FRAME_IMMEDIATE_ACK => Frame::ImmediateAck,
                 FRAME_ACK => {
                     if seen_ack {
                         return Err(WireError::Malformed("two ACK frames"));

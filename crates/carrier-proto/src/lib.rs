@@ -154,7 +154,8 @@ pub mod wire;
 
 pub use config::{
     CROSS_PLATFORM_DATAGRAM_SIZE, DEFAULT_DATAGRAM_SIZE, DisconnectThresholds, EndpointConfig,
-    FULL_PACKET_DATAGRAM_SIZE, LimitsPolicy, MAX_DATAGRAM_SIZE, MIN_DATAGRAM_SIZE,
+    FULL_PACKET_DATAGRAM_SIZE, LimitsPolicy, MAX_DATAGRAM_SIZE, MAX_LAZY_ACK_DELAY,
+    MIN_DATAGRAM_SIZE,
 };
 pub use connection::{Connection, ConnectionState, Side};
 pub use endpoint::{DropCounters, Endpoint, TableSizes, Transmit};

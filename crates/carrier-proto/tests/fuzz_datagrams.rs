@@ -175,7 +175,8 @@ fn walk_frames(frames: &[u8]) -> Frames {
             let t = c.u8()?;
             if t & 0x80 == 0 {
                 match t {
-                    0x01 => {}
+                    // PING, IMMEDIATE_ACK
+                    0x01 | 0x04 => {}
                     0x02 => {
                         if seen_ack {
                             return None;

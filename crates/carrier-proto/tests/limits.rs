@@ -1046,13 +1046,14 @@ fn a_peers_message_above_the_agreed_maximum_makes_its_packet_malformed() {
     ];
     let mut pn = 0;
     for (what, frame) in bad {
-        p.send(pn, &[0x01]);
+        // IMMEDIATE_ACK (0x04) asks for a prompt ACK (a PING alone may be acknowledged lazily).
+        p.send(pn, &[0x04]);
         let before = p.malformed();
         // A PING first: the packet carries a valid frame too, which must not take effect.
-        let mut frames = vec![0x01];
+        let mut frames = vec![0x01, 0x04];
         frames.extend_from_slice(&frame);
         p.send(pn + 1, &frames);
-        p.send(pn + 2, &[0x01]);
+        p.send(pn + 2, &[0x04]);
         assert_eq!(p.malformed(), before + 1, "{what}: counted as Malformed");
         let acked = p.last_ack.clone();
         assert!(

@@ -65,7 +65,7 @@ fn latency(mode: ThreadMode) {
         .with_simulator(|s| (s.stats(Direction::Inbound), s.stats(Direction::Outbound)))
         .unwrap();
     assert!(
-        inbound.packets_out > 10 && outbound.packets_out > 10,
+        inbound.packets_out >= 5 && outbound.packets_out >= 5,
         "{inbound:?} {outbound:?}"
     );
     shutdown_all(&both);
@@ -163,9 +163,10 @@ fn a_disabled_simulator_passes_everything_through() {
         rtt.has_samples && rtt.smoothed < Duration::from_millis(100),
         "{rtt:?}"
     );
-    // Enabled at run time, the latency applies.
+    // Enabled at run time, the latency applies. An idle connection's PINGs are acknowledged
+    // lazily (up to 500 ms, docs/protocol.md §12), so a sample takes up to ~1.4 s here.
     assert_eq!(client.with_simulator(|s| s.set_enabled(true)), Some(()));
-    pump_until(&[&server, &client], Duration::from_millis(1_500), || false);
+    pump_until(&[&server, &client], Duration::from_millis(3_000), || false);
     let rtt = client.statistics(cid).unwrap().rtt;
     assert!(rtt.latest >= Duration::from_millis(400), "{rtt:?}");
     shutdown_all(&[&server, &client]);

@@ -30,6 +30,9 @@ use crate::{
 
 /// Bytes reserved for an ACK frame in a packet that carries messages (docs/protocol.md §14).
 pub(crate) const ACK_ROOM: usize = 24;
+/// Lazily acknowledged packets after which the ACK is due within `max_ack_delay`
+/// (docs/protocol.md §12).
+const LAZY_ACK_PACKETS: u32 = 10;
 /// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).
 const MAX_FRAGMENT_HEADER: usize = 1 + 1 + 8 + 4 + 4 + 4;
 
@@ -137,6 +140,8 @@ pub struct Connection {
     largest_received_at: Option<Instant>,
     ack_pending: bool,
     unacked_eliciting: u32,
+    /// Lazily acknowledged packets received since our last ACK (docs/protocol.md §12).
+    unacked_lazy: u32,
     ack_deadline: Option<Instant>,
     // Packets we sent.
     next_pn: u64,
@@ -144,7 +149,10 @@ pub struct Connection {
     ledger: VecDeque<SentRecord>,
     frame_pool: Vec<Vec<ReliableFrame>>,
     last_received: Instant,
+    /// When this side last sent an ack-eliciting packet.
     last_sent: Instant,
+    /// When this side last sent any packet (an ACK alone included).
+    last_sent_any: Instant,
     /// The latest `now` this connection was given (sends are stamped with it).
     clock: Instant,
     /// When pacing lets held-back data leave (set by the last `poll_transmit`).
@@ -207,6 +215,7 @@ impl Connection {
             largest_received_at: None,
             ack_pending: false,
             unacked_eliciting: 0,
+            unacked_lazy: 0,
             ack_deadline: None,
             next_pn: initial,
             ledger_base: initial,
@@ -214,6 +223,7 @@ impl Connection {
             frame_pool: Vec::new(),
             last_received: n.now,
             last_sent: n.now,
+            last_sent_any: n.now,
             clock: n.now,
             pacing_wait: None,
             accept_reply: None,
@@ -470,7 +480,7 @@ impl Connection {
             Phase::Connected => {
                 t.add(self.ack_deadline);
                 t.add(self.tc.poll_timeout());
-                t.add(Some(self.last_sent + self.config.keep_alive_interval));
+                t.add(self.keep_alive_deadline());
                 if self.timeouts_enabled {
                     t.add(Some(self.last_received + self.config.connection_timeout));
                 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Connection, Phase, Side};
+use super::{Connection, LAZY_ACK_PACKETS, Phase, Side};
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::frame::{Frame, ParseContext, parse_frames};
 use crate::handshake::{Handshake, HandshakeDecision, MAX_HANDSHAKE_PAYLOAD};
@@ -321,23 +321,43 @@ impl Connection {
         }
         self.ack_pending = true;
         self.last_received = now;
-        let eliciting = frames
-            .iter()
-            .any(|f| matches!(f, Frame::Ping | Frame::Message(_)));
-        if eliciting {
+        // docs/protocol.md §12: reliable data and IMMEDIATE_ACK are acknowledged promptly
+        // (within max_ack_delay, at once after two such packets); packets with only
+        // unreliable messages or PINGs lazily (within lazy_ack_delay, or max_ack_delay after
+        // LAZY_ACK_PACKETS of them). A DISCONNECT is acknowledged at once (below).
+        let prompt = frames.iter().any(|f| match f {
+            Frame::ImmediateAck => true,
+            Frame::Message(m) => m.reliable,
+            _ => false,
+        });
+        let at = if prompt {
             self.unacked_eliciting += 1;
-            let at = if self.unacked_eliciting >= 2 {
+            Some(if self.unacked_eliciting >= 2 {
                 now
             } else {
                 now + self.config.max_ack_delay
-            };
+            })
+        } else if frames
+            .iter()
+            .any(|f| matches!(f, Frame::Ping | Frame::Message(_)))
+        {
+            self.unacked_lazy += 1;
+            Some(if self.unacked_lazy >= LAZY_ACK_PACKETS {
+                now + self.config.max_ack_delay
+            } else {
+                now + self.config.lazy_ack_delay.max(self.config.max_ack_delay)
+            })
+        } else {
+            None
+        };
+        if let Some(at) = at {
             self.ack_deadline = Some(self.ack_deadline.map_or(at, |d| d.min(at)));
         }
         let mut payload_bytes = 0usize;
         let mut next_seq = seqs.iter();
         for frame in frames.iter() {
             match frame {
-                Frame::Ping => {}
+                Frame::Ping | Frame::ImmediateAck => {}
                 Frame::Ack(ack) => {
                     self.outcome.clear();
                     let delay = Duration::from_micros(ack.ack_delay_us);

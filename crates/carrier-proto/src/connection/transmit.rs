@@ -4,8 +4,11 @@
 use std::time::{Duration, Instant};
 
 use super::{ACK_ROOM, Connection, Phase, SentRecord};
+
+/// The RTT probe interval in keep-alive intervals (docs/protocol.md §12).
+const RTT_PROBE_FACTOR: u32 = 5;
 use crate::ack;
-use crate::frame::{EncodeContext, FRAME_ACK, FRAME_DISCONNECT, FRAME_PING};
+use crate::frame::{EncodeContext, FRAME_ACK, FRAME_DISCONNECT, FRAME_IMMEDIATE_ACK, FRAME_PING};
 use crate::packet::{Accept, ConnectRequest, DataHeader, Reject};
 use crate::seq;
 use crate::traffic::SentDatagram;
@@ -98,7 +101,7 @@ impl Connection {
             && !self.ack_ranges.is_empty()
             && self.ack_deadline.is_some_and(|d| d <= now);
         let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing { .. });
-        let keep_alive_due = connected && now >= self.last_sent + self.config.keep_alive_interval;
+        let keep_alive_due = connected && self.keep_alive_deadline().is_some_and(|t| t <= now);
         let allowance = self.tc.send_allowance(now);
         let paced = allowance.next_send_time.is_none_or(|t| t <= now);
         let data_ok = connected && self.send.has_pending() && allowance.window > 0 && paced;
@@ -156,6 +159,7 @@ impl Connection {
                 record.ack_largest = self.ack_ranges.largest();
                 self.ack_pending = false;
                 self.unacked_eliciting = 0;
+                self.unacked_lazy = 0;
                 self.ack_deadline = None;
             }
         }
@@ -174,6 +178,19 @@ impl Connection {
             self.disconnect_due = false;
             *next_send = now + self.tc.rto();
         }
+        // IMMEDIATE_ACK when the congestion window is half used, so that a sender of unreliable
+        // messages is not held back by its peer's lazy acknowledgements (docs/protocol.md §12).
+        // Only in the ACK frame's reserved room, so no message loses space.
+        let mut immediate = false;
+        let in_flight = self.tc.bytes_in_flight();
+        if data_ok
+            && (in_flight + cap) * 2 >= allowance.window.saturating_add(in_flight)
+            && pos - crate::packet::DATA_HEADER_LEN < ACK_ROOM
+        {
+            buf[pos] = FRAME_IMMEDIATE_ACK;
+            pos += 1;
+            immediate = true;
+        }
         // Messages: resends first, then weighted fair queueing (docs/protocol.md §16).
         let mut filled = crate::send::Filled::default();
         if data_ok {
@@ -183,11 +200,25 @@ impl Connection {
             pos += w.len();
             ack_eliciting |= filled.frames > 0;
         }
-        // PING keeps an idle connection alive (docs/protocol.md §12).
-        if keep_alive_due && !ack_eliciting && pos < cap {
+        if immediate && filled.frames == 0 {
+            // Nothing to ask a prompt ACK for: take the request back (it is the last byte).
+            pos -= 1;
+            immediate = false;
+        }
+        // PING keeps an idle connection alive, and rides on an ACK once half the probe interval
+        // has passed, so both sides keep measuring the RTT (docs/protocol.md §12).
+        let probe_soon = now >= self.last_sent + self.rtt_probe_interval() / 2;
+        let only_ack = pos > crate::packet::DATA_HEADER_LEN;
+        if (keep_alive_due || (probe_soon && only_ack)) && !ack_eliciting && pos < cap {
             buf[pos] = FRAME_PING;
             pos += 1;
             ack_eliciting = true;
+            // Without an RTT sample yet (a new connection), ask for a prompt ACK.
+            if !immediate && !self.tc.rtt().has_samples && pos < cap {
+                buf[pos] = FRAME_IMMEDIATE_ACK;
+                pos += 1;
+                immediate = true;
+            }
         }
         if pos == crate::packet::DATA_HEADER_LEN {
             self.recycle(record);
@@ -198,9 +229,14 @@ impl Connection {
             return None;
         };
         self.next_pn += 1;
+        self.last_sent_any = now;
         if ack_eliciting {
             self.last_sent = now;
         }
+        // The peer may acknowledge it lazily unless it carries reliable data, a DISCONNECT or
+        // IMMEDIATE_ACK (docs/protocol.md §12).
+        let lazy_ack =
+            ack_eliciting && !immediate && record.frames.is_empty() && !record.disconnect;
         self.tc.on_datagram_sent(
             now,
             SentDatagram {
@@ -211,6 +247,7 @@ impl Connection {
                 resent_payload_bytes: filled.resent_bytes,
                 ack_eliciting,
                 app_limited: !self.send.has_pending(),
+                lazy_ack,
             },
         );
         // Keep the ledger dense: one record per packet number.
@@ -223,5 +260,35 @@ impl Connection {
         }
         self.ledger.push_back(record);
         Some(pos)
+    }
+
+    /// How often, at the latest, this side sends an ack-eliciting packet while connected, so
+    /// that it keeps measuring the RTT even when it only acknowledges (docs/protocol.md §12).
+    /// Until the first RTT sample, it is the keep-alive interval itself.
+    pub(super) fn rtt_probe_interval(&self) -> Duration {
+        if self.tc.rtt().has_samples {
+            self.config
+                .keep_alive_interval
+                .saturating_mul(RTT_PROBE_FACTOR)
+        } else {
+            self.config.keep_alive_interval
+        }
+    }
+
+    /// When a keep-alive is due (docs/protocol.md §12): `keep_alive_interval` after the last
+    /// packet sent unless an ACK is already scheduled (it goes out then), and at the latest
+    /// one RTT probe interval after the last ack-eliciting packet.
+    pub(super) fn keep_alive_deadline(&self) -> Option<Instant> {
+        let probe = self.last_sent.checked_add(self.rtt_probe_interval());
+        let idle = match self.ack_deadline {
+            Some(_) if self.ack_pending => None,
+            _ => self
+                .last_sent_any
+                .checked_add(self.config.keep_alive_interval),
+        };
+        match (probe, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

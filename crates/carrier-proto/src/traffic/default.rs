@@ -48,6 +48,7 @@ use super::{
     AckOutcome, FlowInfo, RttEstimate, SendAllowance, SentDatagram, Statistics, TrafficControl,
     TrafficControlFactory,
 };
+use crate::MAX_LAZY_ACK_DELAY;
 
 /// Tuning of [`DefaultTrafficControl`] (docs/protocol.md §13).
 #[derive(Clone, Debug, PartialEq)]
@@ -172,6 +173,7 @@ struct RecentlyLost {
     /// User payload bytes it carried (for the effective statistics).
     payload_bytes: usize,
     time_sent: Instant,
+    lazy_ack: bool,
     delivery: DeliverySnapshot,
     lost_at: Instant,
     /// Acknowledged after all (kept in place, dropped with the others).
@@ -216,6 +218,10 @@ pub struct DefaultTrafficControl {
     bytes_in_flight: usize,
     /// Count of outstanding ack-eliciting datagrams.
     ack_eliciting_outstanding: usize,
+    /// Of those, the ones the peer acknowledges promptly (not `lazy_ack`).
+    prompt_outstanding: usize,
+    /// The latest send time of a prompt ack-eliciting datagram.
+    last_prompt_sent: Option<Instant>,
     /// Latest send time of an ack-eliciting datagram.
     last_ack_eliciting_sent: Option<Instant>,
     /// Last time an ACK acknowledged something new.
@@ -288,6 +294,8 @@ impl DefaultTrafficControl {
             largest_acked: None,
             bytes_in_flight: 0,
             ack_eliciting_outstanding: 0,
+            prompt_outstanding: 0,
+            last_prompt_sent: None,
             last_ack_eliciting_sent: None,
             last_ack_progress: None,
             backoff: 0,
@@ -334,15 +342,22 @@ impl DefaultTrafficControl {
 
     /// When the retransmission timeout fires: an RTO after the later of the last ack-eliciting
     /// send and the last ACK progress, while an ack-eliciting datagram is outstanding.
+    ///
+    /// Datagrams the peer may acknowledge lazily (docs/protocol.md §12) count only when no
+    /// prompt one is outstanding, and then the RTO allows for the longest lazy delay.
     fn rto_deadline(&self) -> Option<Instant> {
         if self.ack_eliciting_outstanding == 0 {
             return None;
         }
-        let sent = self.last_ack_eliciting_sent?;
+        let (sent, extra) = if self.prompt_outstanding > 0 {
+            (self.last_prompt_sent?, Duration::ZERO)
+        } else {
+            (self.last_ack_eliciting_sent?, MAX_LAZY_ACK_DELAY)
+        };
         // docs/protocol.md §13: the RTO passes "after the last ack-eliciting packet was sent
         // without any ACK progress" — an ACK that acknowledges something new restarts it.
         let anchor = self.last_ack_progress.map_or(sent, |p| p.max(sent));
-        anchor.checked_add(self.backed_off_rto())
+        anchor.checked_add(self.backed_off_rto().checked_add(extra)?)
     }
 
     /// `time_threshold × max(srtt, latest RTT)`, at least 1 ms (docs/protocol.md §13).
@@ -363,10 +378,13 @@ impl DefaultTrafficControl {
         if sent.ack_eliciting {
             self.bytes_in_flight = self.bytes_in_flight.saturating_sub(sent.size);
             self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_sub(1);
+            if !sent.lazy_ack {
+                self.prompt_outstanding = self.prompt_outstanding.saturating_sub(1);
+            }
         }
         self.stats.on_acked(&sent);
         if let Some(snapshot) = delivery {
-            self.on_delivered(now, sent.size, sent.time_sent, snapshot);
+            self.on_delivered(now, sent.size, sent.time_sent, sent.lazy_ack, snapshot);
         }
         Some(sent)
     }
@@ -383,6 +401,9 @@ impl DefaultTrafficControl {
         if sent.ack_eliciting {
             self.bytes_in_flight = self.bytes_in_flight.saturating_sub(sent.size);
             self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_sub(1);
+            if !sent.lazy_ack {
+                self.prompt_outstanding = self.prompt_outstanding.saturating_sub(1);
+            }
         }
         self.stats.on_lost(&sent);
         if let Some(delivery) = delivery {
@@ -392,6 +413,7 @@ impl DefaultTrafficControl {
                 size: sent.size,
                 payload_bytes: sent.payload_bytes,
                 time_sent: sent.time_sent,
+                lazy_ack: sent.lazy_ack,
                 delivery,
                 lost_at: now,
                 delivered: false,
@@ -450,7 +472,14 @@ impl DefaultTrafficControl {
     /// The retransmission timeout passed: every outstanding datagram sent at least one (backed
     /// off) RTO ago is lost and the RTO doubles, up to `max_rto` (docs/protocol.md §13).
     fn fire_rto(&mut self, now: Instant, lost: &mut Vec<u64>) {
-        if let Some(limit) = now.checked_sub(self.backed_off_rto()) {
+        // When only lazily acknowledged datagrams are outstanding, they are given the longest
+        // lazy delay on top. When a prompt one timed out, the peer would have acknowledged the
+        // lazy ones with it: all go by the plain RTO (a late ACK undoes it as spurious).
+        let mut wait = self.backed_off_rto();
+        if self.prompt_outstanding == 0 {
+            wait = wait.saturating_add(MAX_LAZY_ACK_DELAY);
+        }
+        if let Some(limit) = now.checked_sub(wait) {
             for idx in 0..self.ledger.len() {
                 if self
                     .ledger
@@ -470,17 +499,22 @@ impl DefaultTrafficControl {
 
 impl DefaultTrafficControl {
     /// An ack-eliciting datagram was delivered: feeds the sampler and the ACK's RTT minimum.
+    /// A lazily acknowledged datagram's raw sample includes the peer's deliberate delay, so it
+    /// does not count here (the ACK's corrected RTT sample does, in `on_ack_received`).
     fn on_delivered(
         &mut self,
         now: Instant,
         size: usize,
         time_sent: Instant,
+        lazy_ack: bool,
         snapshot: DeliverySnapshot,
     ) {
         self.delivery.on_delivered(now, size, time_sent, snapshot);
         self.ack_delivered = self.ack_delivered.saturating_add(size);
-        let sample = now.saturating_duration_since(time_sent);
-        self.ack_min_rtt = Some(self.ack_min_rtt.map_or(sample, |m| m.min(sample)));
+        if !lazy_ack {
+            let sample = now.saturating_duration_since(time_sent);
+            self.ack_min_rtt = Some(self.ack_min_rtt.map_or(sample, |m| m.min(sample)));
+        }
     }
 
     /// How long a lost datagram is remembered for spurious-loss detection:
@@ -540,7 +574,7 @@ impl DefaultTrafficControl {
                 self.controller.on_spurious_loss(now, e.size);
                 // It was delivered after all: the statistics count it acknowledged, not lost.
                 self.stats.on_spurious_loss(e.size, e.payload_bytes);
-                self.on_delivered(now, e.size, e.time_sent, e.delivery);
+                self.on_delivered(now, e.size, e.time_sent, e.lazy_ack, e.delivery);
             }
             idx += 1;
         }
@@ -615,6 +649,13 @@ impl TrafficControl for DefaultTrafficControl {
                 );
             self.bytes_in_flight = self.bytes_in_flight.saturating_add(sent.size);
             self.ack_eliciting_outstanding = self.ack_eliciting_outstanding.saturating_add(1);
+            if !sent.lazy_ack {
+                self.prompt_outstanding = self.prompt_outstanding.saturating_add(1);
+                self.last_prompt_sent = Some(
+                    self.last_prompt_sent
+                        .map_or(sent.time_sent, |t| t.max(sent.time_sent)),
+                );
+            }
             self.last_ack_eliciting_sent = Some(
                 self.last_ack_eliciting_sent
                     .map_or(sent.time_sent, |t| t.max(sent.time_sent)),
@@ -696,11 +737,21 @@ impl TrafficControl for DefaultTrafficControl {
         // datagram (a peer that only acknowledges sends mostly ack-only datagrams: requiring the
         // largest itself to be ack-eliciting would starve its RTT).
         if let Some(sent) = largest_newly_acked.filter(|_| any_eliciting) {
-            self.rtt.update(
-                now.saturating_duration_since(sent.time_sent),
+            let raw = now.saturating_duration_since(sent.time_sent);
+            if sent.lazy_ack {
+                // Held back on purpose by up to MAX_LAZY_ACK_DELAY (docs/protocol.md §12): the
+                // delay is taken out before the estimator sees it, so even the "latest" RTT is
+                // the network's, and the ACK's RTT minimum gets the corrected sample.
+                let corrected = raw
+                    .saturating_sub(ack_delay.min(MAX_LAZY_ACK_DELAY))
+                    .max(Duration::from_micros(1).min(raw));
+                self.rtt.update(corrected, Duration::ZERO);
+                self.ack_min_rtt = Some(self.ack_min_rtt.map_or(corrected, |m| m.min(corrected)));
+            } else {
                 // A peer cannot report more delay than it promised (docs/protocol.md §13).
-                ack_delay.min(self.config.max_ack_delay),
-            );
+                self.rtt
+                    .update(raw, ack_delay.min(self.config.max_ack_delay));
+            }
         }
         if outcome.acked.len() > acked_from {
             // ACK progress: the RTO stops backing off and restarts from now.

@@ -48,6 +48,11 @@ pub struct SentDatagram {
     /// the rate the connection achieves then shows what the application offers, not what the
     /// path can carry.
     pub app_limited: bool,
+    /// Whether the peer may acknowledge it late, up to
+    /// [`MAX_LAZY_ACK_DELAY`](crate::MAX_LAZY_ACK_DELAY): an ack-eliciting datagram with only
+    /// unreliable messages or a `PING` (docs/protocol.md §12). Its retransmission timeout
+    /// allows for that delay, and so does the RTT sample it gives.
+    pub lazy_ack: bool,
 }
 
 /// Output buffers of [`TrafficControl::on_ack_received`] and [`TrafficControl::on_timeout`]:

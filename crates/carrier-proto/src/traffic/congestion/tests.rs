@@ -109,6 +109,7 @@ fn drive(
                     resent_payload_bytes: 0,
                     ack_eliciting: true,
                     app_limited: app_rate.is_some() && app_next > *now,
+                    lazy_ack: false,
                 },
             );
             path.send(*now, *next);
@@ -235,6 +236,7 @@ fn pacing_spreads_a_window_over_the_rtt() {
                 resent_payload_bytes: 0,
                 ack_eliciting: true,
                 app_limited: false,
+                lazy_ack: false,
             },
         );
         next += 1;
@@ -286,6 +288,7 @@ fn reordering_is_not_loss_for_the_controller() {
                 resent_payload_bytes: 0,
                 ack_eliciting: true,
                 app_limited: false,
+                lazy_ack: false,
             },
         );
     }

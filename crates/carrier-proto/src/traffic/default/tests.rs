@@ -27,6 +27,7 @@ fn dgram(number: u64, time_sent: Instant, size: usize, payload_bytes: usize) -> 
         resent_payload_bytes: 0,
         ack_eliciting: true,
         app_limited: false,
+        lazy_ack: false,
     }
 }
 
@@ -596,6 +597,7 @@ proptest! {
                         resent_payload_bytes: 0,
                         ack_eliciting,
                         app_limited: false,
+                        lazy_ack: false,
                     };
                     tc.on_datagram_sent(now, d);
                     sent.insert(next_number, (size, ack_eliciting));
