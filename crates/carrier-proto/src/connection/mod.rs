@@ -31,6 +31,10 @@ use crate::{
 /// Bytes reserved for an ACK frame in a packet that carries messages (docs/protocol.md §14).
 pub(crate) const ACK_ROOM: usize = 24;
 /// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).
+/// Most frame vectors of acknowledged or lost packets kept for reuse: enough for every packet
+/// in flight in practice, so a steady flow allocates no vector per packet; the pool is given
+/// back once the connection has been idle for a keep-alive interval.
+const FRAME_POOL_MAX: usize = 1024;
 const MAX_FRAGMENT_HEADER: usize = 1 + 1 + 8 + 4 + 4 + 4;
 
 /// The largest message that fits one packet unsplit, for a datagram size
@@ -517,6 +521,11 @@ impl Connection {
                 if !matches!(self.phase, Phase::Connected) {
                     return;
                 }
+                if now >= self.last_sent + self.config.keep_alive_interval {
+                    // Idle: nothing ack-eliciting sent for a keep-alive interval. The vectors
+                    // pooled for packets in flight are given back (idle memory stays small).
+                    self.frame_pool = Vec::new();
+                }
                 if self.tc.poll_timeout().is_some_and(|t| t <= now) {
                     self.outcome.clear();
                     self.tc.on_timeout(now, &mut self.outcome);
@@ -610,7 +619,7 @@ impl Connection {
 
     fn recycle(&mut self, mut rec: SentRecord) {
         rec.frames.clear();
-        if self.frame_pool.len() < 8 {
+        if self.frame_pool.len() < FRAME_POOL_MAX {
             self.frame_pool.push(rec.frames);
         }
     }
