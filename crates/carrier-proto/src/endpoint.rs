@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::connection::{Connection, NewConnection, Phase, Side};
 use crate::cookie::CookieKey;
@@ -96,6 +97,8 @@ pub struct Endpoint {
     next_id: u64,
     events: VecDeque<Event>,
     messages: VecDeque<(ConnectionId, Message)>,
+    /// Chunks that delivered payloads are copied into (crate::arena).
+    rx_arena: PayloadArena,
     stateless: VecDeque<StatelessReply>,
     drops: DropCounters,
     /// Each connection's next deadline, ordered (docs: `poll_timeout` and `handle_timeout` cost
@@ -153,6 +156,7 @@ impl Endpoint {
             next_id: 1,
             events: VecDeque::new(),
             messages: VecDeque::new(),
+            rx_arena: PayloadArena::default(),
             stateless: VecDeque::new(),
             drops: DropCounters::default(),
             timers: BTreeSet::new(),
@@ -263,7 +267,15 @@ impl Endpoint {
                 // Frames end where the checksum starts.
                 let body = &datagram[..datagram.len() - packet::CHECKSUM_LEN];
                 let start = body.len() - frames.len();
-                self.with_connection(from, |c, _| c.handle_data(now, header, body, start))
+                let arena = &mut self.rx_arena;
+                match self
+                    .by_addr
+                    .get(&from)
+                    .and_then(|id| self.connections.get_mut(id))
+                {
+                    Some(c) => c.handle_data(now, header, body, start, arena),
+                    None => Err(DropReason::UnknownConnection),
+                }
             }
             Ok(Packet::Challenge(ch)) => {
                 self.with_connection(from, |c, _| c.handle_challenge(now, &ch))
