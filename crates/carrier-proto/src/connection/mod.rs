@@ -375,6 +375,20 @@ impl Connection {
         reliability: Reliability,
         payload: Bytes,
     ) -> Result<(), SendError> {
+        self.check_send(key, payload.len())?;
+        self.send.enqueue(
+            key,
+            reliability.is_reliable(),
+            payload,
+            self.message_mtu,
+            self.clock,
+        );
+        Ok(())
+    }
+
+    /// Whether a message of `len` bytes on stream `key` would be queued by
+    /// [`send`](Self::send), and if not why.
+    pub(crate) fn check_send(&self, key: StreamKey, len: usize) -> Result<(), SendError> {
         if !self.is_connected() {
             return Err(SendError::NotConnected(self.id));
         }
@@ -385,24 +399,14 @@ impl Connection {
             });
         }
         let max = self.max_message_size();
-        if payload.len() > max {
-            return Err(SendError::TooLarge {
-                size: payload.len(),
-                max,
-            });
+        if len > max {
+            return Err(SendError::TooLarge { size: len, max });
         }
         let limit = self.config.max_queued_bytes;
         let queued = self.send.queued_bytes();
-        if queued.saturating_add(payload.len()) > limit {
+        if queued.saturating_add(len) > limit {
             return Err(SendError::QueueFull { queued, limit });
         }
-        self.send.enqueue(
-            key,
-            reliability.is_reliable(),
-            payload,
-            self.message_mtu,
-            self.clock,
-        );
         Ok(())
     }
 
