@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::connection::{Connection, NewConnection, Phase, Side};
 use crate::cookie::CookieKey;
@@ -96,6 +97,10 @@ pub struct Endpoint {
     next_id: u64,
     events: VecDeque<Event>,
     messages: VecDeque<(ConnectionId, Message)>,
+    /// Chunks that delivered payloads are copied into (crate::arena).
+    rx_arena: PayloadArena,
+    /// Chunks that [`send_copy`](Self::send_copy) copies payloads into.
+    tx_arena: PayloadArena,
     stateless: VecDeque<StatelessReply>,
     drops: DropCounters,
     /// Each connection's next deadline, ordered (docs: `poll_timeout` and `handle_timeout` cost
@@ -153,6 +158,8 @@ impl Endpoint {
             next_id: 1,
             events: VecDeque::new(),
             messages: VecDeque::new(),
+            rx_arena: PayloadArena::default(),
+            tx_arena: PayloadArena::default(),
             stateless: VecDeque::new(),
             drops: DropCounters::default(),
             timers: BTreeSet::new(),
@@ -263,7 +270,15 @@ impl Endpoint {
                 // Frames end where the checksum starts.
                 let body = &datagram[..datagram.len() - packet::CHECKSUM_LEN];
                 let start = body.len() - frames.len();
-                self.with_connection(from, |c, _| c.handle_data(now, header, body, start))
+                let arena = &mut self.rx_arena;
+                match self
+                    .by_addr
+                    .get(&from)
+                    .and_then(|id| self.connections.get_mut(id))
+                {
+                    Some(c) => c.handle_data(now, header, body, start, arena),
+                    None => Err(DropReason::UnknownConnection),
+                }
             }
             Ok(Packet::Challenge(ch)) => {
                 self.with_connection(from, |c, _| c.handle_challenge(now, &ch))
@@ -611,6 +626,49 @@ impl Endpoint {
             .get_mut(&id)
             .ok_or(SendError::UnknownConnection(id))?;
         conn.send(StreamKey { channel, priority }, reliability, payload.into())?;
+        self.mark_ready(id);
+        self.reschedule(id);
+        Ok(())
+    }
+
+    /// Queues a copy of `payload` for one connection, like [`send`](Self::send) with
+    /// `Bytes::copy_from_slice(payload)` but without allocating in steady state: the payload is
+    /// copied into a chunk shared with other messages and reused once they are all acknowledged
+    /// or dropped (payloads above 4 KiB get a buffer of their own). Nothing is copied when the
+    /// message is refused.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// use carrier_proto::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Priority};
+    /// use carrier_proto::{Reliability, SendError};
+    ///
+    /// # #[allow(clippy::disallowed_methods)]
+    /// let mut endpoint = Endpoint::new(EndpointConfig::default(), Instant::now(), 1).unwrap();
+    /// let unknown = ConnectionId::from_raw(7);
+    /// let r = endpoint.send_copy(
+    ///     unknown,
+    ///     ChannelId::new(0),
+    ///     Priority::Normal,
+    ///     Reliability::Reliable,
+    ///     b"state update",
+    /// );
+    /// assert!(matches!(r, Err(SendError::UnknownConnection(_))));
+    /// ```
+    pub fn send_copy(
+        &mut self,
+        id: ConnectionId,
+        channel: ChannelId,
+        priority: Priority,
+        reliability: Reliability,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let conn = self
+            .connections
+            .get_mut(&id)
+            .ok_or(SendError::UnknownConnection(id))?;
+        let key = StreamKey { channel, priority };
+        conn.check_send(key, payload.len())?;
+        conn.send(key, reliability, self.tx_arena.copy(payload))?;
         self.mark_ready(id);
         self.reschedule(id);
         Ok(())

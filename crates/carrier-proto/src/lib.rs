@@ -132,6 +132,7 @@
 
 #![forbid(unsafe_code)]
 
+mod arena;
 mod config;
 mod connection;
 mod cookie;

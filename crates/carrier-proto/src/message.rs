@@ -137,5 +137,10 @@ pub struct Message {
     /// Reliability it was sent with.
     pub reliability: Reliability,
     /// The payload, exactly as sent (reassembled if it was split).
+    ///
+    /// A small payload shares a pooled receive buffer (up to 64 KiB) with other messages, so
+    /// delivery allocates nothing; while it is alive that buffer cannot be reused. Keeping a
+    /// few payloads for a while is fine; to keep many for long, copy them
+    /// (`Bytes::copy_from_slice(&message.payload)`).
     pub payload: Bytes,
 }

@@ -16,6 +16,18 @@ use crate::recv::{fragmented_message_cost, message_cost};
 use crate::wire::Writer;
 use crate::{Priority, StreamKey};
 
+/// How long a queued message may keep sharing its payload buffer (crate::arena): after that it
+/// is copied into a buffer of its own, so a connection that cannot send keeps no shared chunks
+/// alive. Bounds the chunks pinned by queued messages to those written in this time.
+const DETACH_AFTER: Duration = Duration::from_millis(100);
+
+/// Gives `payload` a buffer of its own if it shares one (crate::arena).
+fn detach(payload: &mut Bytes) {
+    if !payload.is_unique() {
+        *payload = Bytes::copy_from_slice(payload);
+    }
+}
+
 /// One reliable frame in flight: what is needed to send it again (docs/protocol.md §13).
 #[derive(Clone, Debug)]
 pub(crate) struct ReliableFrame {
@@ -132,6 +144,9 @@ pub(crate) struct SendState {
     initial: u64,
     streams: Vec<Option<Box<SendStream>>>,
     queues: [VecDeque<Outgoing>; 3],
+    /// Messages at the front of each queue that waited longer than [`DETACH_AFTER`] and were
+    /// given buffers of their own.
+    detached: [usize; 3],
     retransmit: [VecDeque<ReliableFrame>; 3],
     /// Weighted fair queueing virtual finish times, in bytes × 8 / weight.
     vtime: [u64; 3],
@@ -157,6 +172,7 @@ impl SendState {
             initial,
             streams: Vec::new(),
             queues: Default::default(),
+            detached: [0; 3],
             retransmit: Default::default(),
             vtime: [0; 3],
             global_vtime: 0,
@@ -266,6 +282,7 @@ impl SendState {
     ) -> Filled {
         self.now = now;
         self.expire_unreliable(now);
+        self.detach_waiting(now);
         let mut filled = Filled::default();
         // 1. Retransmissions, by priority (docs/protocol.md §16).
         for p in 0..3 {
@@ -327,7 +344,7 @@ impl SendState {
     /// never queued without bound). Amortized O(1): only queue heads are examined, and every
     /// expired message is removed once.
     fn expire_unreliable(&mut self, now: Instant) {
-        for q in &mut self.queues {
+        for (q, detached) in self.queues.iter_mut().zip(&mut self.detached) {
             while let Some(head) = q.front() {
                 let fresh = head.reliable
                     || head.fragments.is_some_and(|(_, next)| next > 0)
@@ -336,10 +353,25 @@ impl SendState {
                     break;
                 }
                 if let Some(m) = q.pop_front() {
+                    *detached = detached.saturating_sub(1);
                     self.queued_bytes = self.queued_bytes.saturating_sub(m.payload.len());
                     self.queued_messages = self.queued_messages.saturating_sub(1);
                     self.expired += 1;
                 }
+            }
+        }
+    }
+
+    /// Gives the messages that waited longer than [`DETACH_AFTER`] buffers of their own.
+    /// Amortized O(1): each message is examined once, from the front of its queue.
+    fn detach_waiting(&mut self, now: Instant) {
+        for (q, detached) in self.queues.iter_mut().zip(&mut self.detached) {
+            while let Some(m) = q.get_mut(*detached) {
+                if now.saturating_duration_since(m.queued_at) <= DETACH_AFTER {
+                    break;
+                }
+                detach(&mut m.payload);
+                *detached += 1;
             }
         }
     }
@@ -413,6 +445,7 @@ impl SendState {
             self.queued_bytes = self.queued_bytes.saturating_sub(total);
             self.queued_messages = self.queued_messages.saturating_sub(1);
             let done = self.queues[p].pop_front()?;
+            self.detached[p] = self.detached[p].saturating_sub(1);
             if fragment.is_some() {
                 done.payload.slice(range)
             } else {
@@ -477,7 +510,8 @@ impl SendState {
     }
 
     /// A reliable frame was lost: queue it for retransmission unless it was acknowledged since.
-    pub(crate) fn on_lost(&mut self, frame: ReliableFrame) {
+    /// Its payload gets a buffer of its own: a frame lost once may stay long.
+    pub(crate) fn on_lost(&mut self, mut frame: ReliableFrame) {
         let acked = self
             .streams
             .get(frame.key.index())
@@ -488,6 +522,7 @@ impl SendState {
             if self.queues[p].is_empty() && self.retransmit[p].is_empty() {
                 self.vtime[p] = self.vtime[p].max(self.global_vtime);
             }
+            detach(&mut frame.payload);
             self.retransmit[p].push_back(frame);
         }
     }
@@ -497,6 +532,7 @@ impl SendState {
         for q in &mut self.queues {
             q.clear();
         }
+        self.detached = [0; 3];
         for q in &mut self.retransmit {
             q.clear();
         }
@@ -660,6 +696,70 @@ mod tests {
         assert_eq!(&again[0].payload[..], b"a");
         assert_eq!(&again[1].payload[..], b"c");
         assert_eq!(f.resent_bytes, 1);
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+    use crate::ChannelId;
+    use bytes::BytesMut;
+
+    /// Two payloads cut from one shared chunk, as `PayloadArena` makes them.
+    fn shared_pair() -> (Bytes, Bytes) {
+        let mut chunk = BytesMut::with_capacity(64);
+        chunk.extend_from_slice(b"first");
+        let a = chunk.split().freeze();
+        chunk.extend_from_slice(b"second");
+        (a, chunk.split().freeze())
+    }
+
+    fn fill(s: &mut SendState, now: Instant) -> Vec<ReliableFrame> {
+        let mut buf = vec![0u8; 1200];
+        let mut w = Writer::new(&mut buf);
+        let mut sent = Vec::new();
+        s.fill(&mut w, &mut EncodeContext::default(), &mut sent, now);
+        sent
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a base instant for this unit test
+    fn long_queued_and_lost_payloads_stop_sharing_their_chunk() {
+        let t0 = Instant::now();
+        let key = StreamKey {
+            channel: ChannelId::new(0),
+            priority: Priority::Normal,
+        };
+        let mut s = SendState::new(0, t0);
+        // A window of one message: the second waits in the queue.
+        s.configure(message_cost(5), 1000);
+        let (a, b) = shared_pair();
+        s.enqueue(key, true, a, 1000, t0);
+        s.enqueue(key, true, b, 1000, t0);
+        let sent = fill(&mut s, t0);
+        assert_eq!(sent.len(), 1);
+        assert!(!sent[0].payload.is_unique(), "sent at once: still shared");
+        // Still waiting after DETACH_AFTER: the queued one gets its own buffer.
+        let later = t0 + DETACH_AFTER + Duration::from_millis(1);
+        assert!(fill(&mut s, later).is_empty());
+        assert!(s.queues[Priority::Normal.index()][0].payload.is_unique());
+        assert_eq!(
+            &s.queues[Priority::Normal.index()][0].payload[..],
+            b"second"
+        );
+        assert_eq!(s.queued_bytes(), 6);
+        // The first is lost: its retransmission has its own buffer too.
+        s.on_lost(sent[0].clone());
+        drop(sent);
+        let again = fill(&mut s, later);
+        assert_eq!(again.len(), 1);
+        assert_eq!(&again[0].payload[..], b"first");
+        assert!(again[0].payload.is_unique());
+        s.on_acked(&again[0]);
+        let last = fill(&mut s, later);
+        assert_eq!(&last[0].payload[..], b"second");
+        assert_eq!(s.queued_bytes(), 0);
+        assert_eq!(s.detached, [0; 3]);
     }
 }
 

@@ -294,6 +294,11 @@ impl Carrier {
     /// Errors: unknown connection, not connected, invalid channel, too large for the agreed
     /// maximum message size, send queue full. For [`Target::AllConnected`] the message goes to
     /// every connected connection and the first error, if any, is returned after all were tried.
+    ///
+    /// To one connection the payload is copied into a buffer shared with other messages and
+    /// reused once they are acknowledged, so a steady flow of sends allocates nothing
+    /// ([`Endpoint::send_copy`](carrier_proto::Endpoint::send_copy)); to every connected one
+    /// it is copied once and shared.
     pub fn send(
         &self,
         target: impl Into<Target>,
@@ -302,13 +307,28 @@ impl Carrier {
         priority: Priority,
         channel: impl Into<ChannelId>,
     ) -> Result<(), SendError> {
-        self.send_bytes(
-            target,
-            Bytes::copy_from_slice(payload),
-            reliability,
-            priority,
-            channel,
-        )
+        let channel = channel.into();
+        match target.into() {
+            Target::Connection(id) => {
+                let wake = {
+                    let mut core = lock(&self.shared.core);
+                    core.endpoint
+                        .send_copy(id, channel, priority, reliability, payload)?;
+                    self.should_wake(&core.endpoint, id)
+                };
+                if wake {
+                    self.shared.poke();
+                }
+                Ok(())
+            }
+            all => self.send_bytes(
+                all,
+                Bytes::copy_from_slice(payload),
+                reliability,
+                priority,
+                channel,
+            ),
+        }
     }
 
     /// Like [`send`](Self::send), without copying the payload.

@@ -250,11 +250,16 @@ const GSO_MAX_SEGMENTS: usize = 64;
 
 /// Groups consecutive datagrams to the same peer, all of one size but the last (which may be
 /// shorter), into one [`Outgoing`] entry (DESIGN.md §5: a Linux driver sends it as one GSO
-/// super-buffer).
-fn group_for_gso(out: &OutBatch) -> Vec<Outgoing<'_>> {
-    let mut batch = Vec::with_capacity(out.entries.len());
-    let mut i = 0;
-    while i < out.entries.len() {
+/// super-buffer). Starts at entry `start` of `out` and fills `batch` (a fixed array, so a send
+/// batch allocates nothing); returns the entries written and where the next call starts.
+fn group_for_gso<'a>(
+    out: &'a OutBatch,
+    start: usize,
+    batch: &mut [Outgoing<'a>; SEND_BATCH],
+) -> (usize, usize) {
+    let mut n = 0;
+    let mut i = start;
+    while i < out.entries.len() && n < batch.len() {
         let (to, first) = &out.entries[i];
         let seg = first.len();
         let start = first.start;
@@ -275,14 +280,15 @@ fn group_for_gso(out: &OutBatch) -> Vec<Outgoing<'_>> {
                 break;
             }
         }
-        batch.push(Outgoing {
+        batch[n] = Outgoing {
             to: *to,
             payload: &out.data[start..end],
             segment_size: seg,
-        });
+        };
+        n += 1;
         i = j;
     }
-    batch
+    (n, i)
 }
 
 /// What the game thread and the I/O side share.
@@ -402,11 +408,18 @@ impl Io {
                 }
                 more
             };
-            if !self.out.entries.is_empty() {
-                let batch = group_for_gso(&self.out);
+            let mut next = 0;
+            while next < self.out.entries.len() {
+                let mut batch = [Outgoing {
+                    to: self.out.entries[next].0,
+                    payload: &[],
+                    segment_size: 0,
+                }; SEND_BATCH];
+                let (n, after) = group_for_gso(&self.out, next, &mut batch);
+                next = after;
                 let failures = &mut self.failures;
                 self.driver
-                    .send(now, &batch, &mut |peer, e| failures.push((peer, e)));
+                    .send(now, &batch[..n], &mut |peer, e| failures.push((peer, e)));
             }
             if !self.failures.is_empty() {
                 let mut core = lock(&shared.core);

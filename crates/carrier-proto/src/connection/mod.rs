@@ -34,6 +34,10 @@ pub(crate) const ACK_ROOM: usize = 24;
 /// (docs/protocol.md §12).
 const LAZY_ACK_PACKETS: u32 = 10;
 /// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).
+/// Most frame vectors of acknowledged or lost packets kept for reuse: enough for every packet
+/// in flight in practice, so a steady flow allocates no vector per packet; the pool is given
+/// back once the connection has been idle for a keep-alive interval.
+const FRAME_POOL_MAX: usize = 1024;
 const MAX_FRAGMENT_HEADER: usize = 1 + 1 + 8 + 4 + 4 + 4;
 
 /// The largest message that fits one packet unsplit, for a datagram size
@@ -381,6 +385,20 @@ impl Connection {
         reliability: Reliability,
         payload: Bytes,
     ) -> Result<(), SendError> {
+        self.check_send(key, payload.len())?;
+        self.send.enqueue(
+            key,
+            reliability.is_reliable(),
+            payload,
+            self.message_mtu,
+            self.clock,
+        );
+        Ok(())
+    }
+
+    /// Whether a message of `len` bytes on stream `key` would be queued by
+    /// [`send`](Self::send), and if not why.
+    pub(crate) fn check_send(&self, key: StreamKey, len: usize) -> Result<(), SendError> {
         if !self.is_connected() {
             return Err(SendError::NotConnected(self.id));
         }
@@ -391,24 +409,14 @@ impl Connection {
             });
         }
         let max = self.max_message_size();
-        if payload.len() > max {
-            return Err(SendError::TooLarge {
-                size: payload.len(),
-                max,
-            });
+        if len > max {
+            return Err(SendError::TooLarge { size: len, max });
         }
         let limit = self.config.max_queued_bytes;
         let queued = self.send.queued_bytes();
-        if queued.saturating_add(payload.len()) > limit {
+        if queued.saturating_add(len) > limit {
             return Err(SendError::QueueFull { queued, limit });
         }
-        self.send.enqueue(
-            key,
-            reliability.is_reliable(),
-            payload,
-            self.message_mtu,
-            self.clock,
-        );
         Ok(())
     }
 
@@ -527,6 +535,11 @@ impl Connection {
                 if !matches!(self.phase, Phase::Connected) {
                     return;
                 }
+                if now >= self.last_sent + self.config.keep_alive_interval {
+                    // Idle: nothing ack-eliciting sent for a keep-alive interval. The vectors
+                    // pooled for packets in flight are given back (idle memory stays small).
+                    self.frame_pool = Vec::new();
+                }
                 if self.tc.poll_timeout().is_some_and(|t| t <= now) {
                     self.outcome.clear();
                     self.tc.on_timeout(now, &mut self.outcome);
@@ -620,7 +633,7 @@ impl Connection {
 
     fn recycle(&mut self, mut rec: SentRecord) {
         rec.frames.clear();
-        if self.frame_pool.len() < 8 {
+        if self.frame_pool.len() < FRAME_POOL_MAX {
             self.frame_pool.push(rec.frames);
         }
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Connection, LAZY_ACK_PACKETS, Phase, Side};
+use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::frame::{Frame, ParseContext, parse_frames};
 use crate::handshake::{Handshake, HandshakeDecision, MAX_HANDSHAKE_PAYLOAD};
@@ -182,13 +183,14 @@ impl Connection {
     }
 
     /// A `Data` packet from the peer (docs/protocol.md §5). Either the whole packet is applied
-    /// or nothing is.
+    /// or nothing is. Payloads delivered at once are copied into `arena`.
     pub(crate) fn handle_data(
         &mut self,
         now: Instant,
         header: DataHeader,
         datagram: &[u8],
         frames_start: usize,
+        arena: &mut PayloadArena,
     ) -> Result<(), DropReason> {
         if header.destination_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
@@ -223,6 +225,7 @@ impl Connection {
             &mut frames,
             &mut ranges,
             &mut seqs,
+            arena,
         );
         self.scratch_frames = frames;
         self.scratch_ranges = ranges;
@@ -240,6 +243,7 @@ impl Connection {
         frames: &mut Vec<Frame>,
         ranges: &mut Vec<std::ops::RangeInclusive<u64>>,
         seqs: &mut Vec<(u64, u64)>,
+        arena: &mut PayloadArena,
     ) -> Result<(), DropReason> {
         let initial = self.config.initial_sequence;
         let sent_any = self.next_pn > initial;
@@ -381,7 +385,7 @@ impl Connection {
                     };
                     payload_bytes += payload.len();
                     self.deliver_frame(
-                        now, m.channel, m.priority, m.reliable, s, r, m.fragment, payload,
+                        now, m.channel, m.priority, m.reliable, s, r, m.fragment, payload, arena,
                     );
                 }
             }
@@ -402,6 +406,7 @@ impl Connection {
         r: u64,
         fragment: Option<(u64, u64)>,
         payload: &[u8],
+        arena: &mut PayloadArena,
     ) {
         let key = StreamKey {
             channel: ChannelId::new(channel),
@@ -429,7 +434,7 @@ impl Connection {
             });
         };
         let stream = stream_slot(&mut self.recv, key.index(), initial);
-        match stream.on_message(now, msg, &mut self.budget, &mut deliver) {
+        match stream.on_message(now, msg, &mut self.budget, arena, &mut deliver) {
             Ok(RecvOutcome::DroppedNoBudget) => {
                 // Reassembly memory is short: drop stale partial unreliable messages.
                 for s in self.recv.iter_mut().flatten() {

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use self::reassembly::{Reassembly, Step, validate_fragment};
+use crate::arena::PayloadArena;
 
 /// Fixed cost charged per buffered message or reassembly, on top of its payload bytes: it stands
 /// for the bookkeeping (map entry, reassembly state) and stops a flood of empty messages from
@@ -252,11 +253,16 @@ impl RecvStream {
     /// Applies one message frame. Every message that becomes deliverable is passed, in order, to
     /// `deliver(payload, reliable)`; budgets are charged and released as messages are buffered,
     /// delivered and dropped. On `Err` nothing has changed.
+    ///
+    /// A whole message delivered at once is copied into `arena` (a slice of a shared chunk, no
+    /// allocation); one that must wait for a gap is copied into a buffer of its own, so a gap
+    /// that stays open never pins arena chunks (crate::arena).
     pub fn on_message(
         &mut self,
         now: Instant,
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
+        arena: &mut PayloadArena,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         match (msg.fragment, msg.reliable) {
@@ -265,9 +271,11 @@ impl RecvStream {
                     return Err(RecvError::Malformed("message above max_message_size"));
                 }
                 if reliable {
-                    self.on_reliable_whole(msg, budget, deliver)
+                    self.on_reliable_whole(msg, budget, arena, deliver)
+                } else if !self.unreliable_in_order(msg.seq, msg.rel) {
+                    Ok(RecvOutcome::Discarded)
                 } else {
-                    let payload = Bytes::copy_from_slice(msg.payload);
+                    let payload = arena.copy(msg.payload);
                     Ok(self.on_unreliable_whole(msg.seq, msg.rel, payload, budget, deliver))
                 }
             }
@@ -305,6 +313,7 @@ impl RecvStream {
         &mut self,
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
+        arena: &mut PayloadArena,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
@@ -315,11 +324,13 @@ impl RecvStream {
                 "whole message with the index of a fragmented one",
             ));
         }
-        let payload = Bytes::copy_from_slice(msg.payload);
         if msg.rel == self.next_r {
+            let payload = arena.copy(msg.payload);
             self.deliver_reliable(msg.seq, payload, budget, deliver);
             return Ok(RecvOutcome::Delivered);
         }
+        // Queued behind a gap: a buffer of its own (it may wait long).
+        let payload = Bytes::copy_from_slice(msg.payload);
         let cost = message_cost(payload.len());
         self.charge_reliable(budget, cost);
         self.queued.insert(
@@ -403,14 +414,18 @@ impl RecvStream {
         budget: &mut RecvBudget,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> RecvOutcome {
-        let in_order = self.delivered.is_none_or(|d| seq > d);
-        if !(in_order && rel == self.next_r) {
+        if !self.unreliable_in_order(seq, rel) {
             return RecvOutcome::Discarded;
         }
         deliver(payload, false);
         self.delivered = Some(seq);
         self.drop_stale_partial(budget);
         RecvOutcome::Delivered
+    }
+
+    /// Whether an unreliable message `seq`, sent after `rel` reliable ones, would be delivered.
+    fn unreliable_in_order(&self, seq: u64, rel: u64) -> bool {
+        self.delivered.is_none_or(|d| seq > d) && rel == self.next_r
     }
 
     fn on_unreliable_fragment(

@@ -30,6 +30,7 @@ fn budget() -> RecvBudget {
 struct Rx {
     stream: RecvStream,
     budget: RecvBudget,
+    arena: PayloadArena,
     out: Vec<(Bytes, bool)>,
     now: Instant,
 }
@@ -39,6 +40,7 @@ impl Rx {
         Rx {
             stream: RecvStream::new(initial),
             budget: budget(),
+            arena: PayloadArena::default(),
             out: Vec::new(),
             now: base(),
         }
@@ -46,10 +48,13 @@ impl Rx {
 
     fn apply(&mut self, msg: IncomingMessage<'_>) -> Result<RecvOutcome, RecvError> {
         let out = &mut self.out;
-        self.stream
-            .on_message(self.now, msg, &mut self.budget, &mut |p, r| {
-                out.push((p, r))
-            })
+        self.stream.on_message(
+            self.now,
+            msg,
+            &mut self.budget,
+            &mut self.arena,
+            &mut |p, r| out.push((p, r)),
+        )
     }
 
     fn whole(&mut self, seq: u64, rel: u64, reliable: bool, payload: &[u8]) -> RecvOutcome {
@@ -149,6 +154,25 @@ fn reliable_gap_queues_then_drains_in_order() {
     assert_eq!(rx.take(), [rel(b"r3"), rel(b"r4")]);
     assert_eq!(rx.used(), 0);
     assert!(rx.stream.is_idle());
+}
+
+#[test]
+fn payloads_delivered_at_once_share_the_arena_and_queued_ones_do_not() {
+    let mut rx = Rx::new(0);
+    assert_eq!(rx.whole(1, 1, true, b"r1"), RecvOutcome::Queued);
+    assert_eq!(rx.whole(0, 0, true, b"r0"), RecvOutcome::Delivered);
+    assert_eq!(rx.whole(2, 2, false, b"u2"), RecvOutcome::Delivered);
+    let out = std::mem::take(&mut rx.out);
+    assert_eq!(out.len(), 3);
+    // r0 and u2 are slices of the arena's chunk (which the arena still holds); r1, which
+    // waited for the gap, has a buffer of its own, so a gap never pins arena chunks.
+    assert!(!out[0].0.is_unique(), "r0 shares the arena chunk");
+    assert!(out[1].0.is_unique(), "the queued r1 has its own buffer");
+    assert!(!out[2].0.is_unique(), "u2 shares the arena chunk");
+    // Out-of-order unreliable messages are discarded without being copied.
+    let chunks = rx.arena.chunks_allocated();
+    assert_eq!(rx.whole(1, 2, false, b"late"), RecvOutcome::Discarded);
+    assert_eq!(rx.arena.chunks_allocated(), chunks);
 }
 
 #[test]
