@@ -162,6 +162,25 @@ pub struct Connection {
     scratch_ranges: Vec<RangeInclusive<u64>>,
     scratch_seqs: Vec<(u64, u64)>,
     outcome: AckOutcome,
+    /// The endpoint's bookkeeping: this connection's entry in its timer set.
+    pub(crate) scheduled: Option<Instant>,
+    /// The endpoint's bookkeeping: whether this connection waits in its round-robin queue.
+    pub(crate) in_ready: bool,
+}
+
+/// Buffers a connection needs only while the endpoint calls it: the receive path's scratch
+/// vectors, the traffic control's outcome lists, and the queues of events and messages the
+/// endpoint drains right after each call. The endpoint owns one set and lends it to the
+/// connection it calls ([`Connection::swap_scratch`]), so their capacity is paid once per endpoint, not
+/// once per connection (an idle connection holds none of it).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    frames: Vec<Frame>,
+    ranges: Vec<RangeInclusive<u64>>,
+    seqs: Vec<(u64, u64)>,
+    outcome: AckOutcome,
+    events: VecDeque<Event>,
+    delivered: VecDeque<Message>,
 }
 
 pub(crate) struct NewConnection {
@@ -227,6 +246,8 @@ impl Connection {
             scratch_ranges: Vec::new(),
             scratch_seqs: Vec::new(),
             outcome: AckOutcome::default(),
+            scheduled: None,
+            in_ready: false,
             config: n.config,
         };
         conn.apply_limits(n.limits);
@@ -244,6 +265,24 @@ impl Connection {
             usize::try_from(limits.receive_window).unwrap_or(usize::MAX),
             fragment_size_for(datagram),
         );
+    }
+
+    /// Exchanges the scratch buffers with the endpoint's: called before a call (to borrow them)
+    /// and after it, once the events and messages have been drained (to give them back). The
+    /// queues of events and messages only change hands while both are empty, so nothing pending
+    /// ever moves.
+    pub(crate) fn swap_scratch(&mut self, s: &mut Scratch) {
+        use std::mem::swap;
+        swap(&mut self.scratch_frames, &mut s.frames);
+        swap(&mut self.scratch_ranges, &mut s.ranges);
+        swap(&mut self.scratch_seqs, &mut s.seqs);
+        swap(&mut self.outcome, &mut s.outcome);
+        if self.events.is_empty() && s.events.is_empty() {
+            swap(&mut self.events, &mut s.events);
+        }
+        if self.delivered.is_empty() && s.delivered.is_empty() {
+            swap(&mut self.delivered, &mut s.delivered);
+        }
     }
 
     /// The handle of this connection.
