@@ -30,6 +30,8 @@ use crate::{
 
 /// Bytes reserved for an ACK frame in a packet that carries messages (docs/protocol.md §14).
 pub(crate) const ACK_ROOM: usize = 24;
+/// Shortest time between two releases of buffer capacity (`Connection::release_memory`).
+const RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 /// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).
 const MAX_FRAGMENT_HEADER: usize = 1 + 1 + 8 + 4 + 4 + 4;
 
@@ -166,6 +168,8 @@ pub struct Connection {
     pub(crate) scheduled: Option<Instant>,
     /// The endpoint's bookkeeping: whether this connection waits in its round-robin queue.
     pub(crate) in_ready: bool,
+    /// When buffer capacity may next be released (`release_memory`).
+    next_release: Instant,
 }
 
 /// Buffers a connection needs only while the endpoint calls it: the receive path's scratch
@@ -248,6 +252,7 @@ impl Connection {
             outcome: AckOutcome::default(),
             scheduled: None,
             in_ready: false,
+            next_release: n.now,
             config: n.config,
         };
         conn.apply_limits(n.limits);
@@ -618,6 +623,11 @@ impl Connection {
             self.ledger.pop_front();
             self.ledger_base += 1;
         }
+        // At most the latest datagram in flight: the connection is quiet (an idle one always
+        // has its latest keep-alive or ACK in flight).
+        if self.ledger.len() <= 1 {
+            self.release_memory();
+        }
     }
 
     /// Reports a significant change of the allowed send rate (docs/traffic-control.md).
@@ -647,9 +657,25 @@ impl Connection {
         })
     }
 
+    /// At most one datagram is in flight: gives back what the buffers grew to during traffic,
+    /// keeping room for that one, so an idle connection stays small and allocates nothing per
+    /// keep-alive. At most once per [`RELEASE_INTERVAL`], so traffic that often has one
+    /// datagram in flight (one message at a time) does not reallocate each time.
+    fn release_memory(&mut self) {
+        if self.clock < self.next_release {
+            return;
+        }
+        self.next_release = self.clock + RELEASE_INTERVAL;
+        self.ledger.shrink_to(1);
+        self.frame_pool = Vec::new();
+        self.ack_ranges.shrink_to_fit();
+        self.tc.release_memory();
+    }
+
     fn recycle(&mut self, mut rec: SentRecord) {
         rec.frames.clear();
-        if self.frame_pool.len() < 8 {
+        // Records without reliable frames (ACKs, keep-alives) have nothing worth pooling.
+        if rec.frames.capacity() > 0 && self.frame_pool.len() < 8 {
             self.frame_pool.push(rec.frames);
         }
     }
