@@ -6,6 +6,7 @@
 //! `receive.rs`, the output half in `transmit.rs`.
 
 mod health;
+mod lazy_send;
 mod receive;
 mod transmit;
 
@@ -21,12 +22,13 @@ use crate::ack::AckRanges;
 use crate::frame::{Frame, MAX_SMALL_MESSAGE_HEADER};
 use crate::packet::{CHECKSUM_LEN, COOKIE_LEN, DATA_HEADER_LEN, Limits};
 use crate::recv::{RecvBudget, RecvStream};
-use crate::send::{ReliableFrame, SendState};
+use crate::send::ReliableFrame;
 use crate::traffic::{AckOutcome, RttEstimate, Statistics, TrafficControl};
 use crate::{
     ConnectionId, DisconnectReason, EndpointConfig, Event, Message, Reliability, SendError,
     StreamKey,
 };
+use lazy_send::LazySend;
 
 /// Bytes reserved for an ACK frame in a packet that carries messages (docs/protocol.md §14).
 pub(crate) const ACK_ROOM: usize = 24;
@@ -131,7 +133,8 @@ pub struct Connection {
     message_mtu: usize,
     timeouts_enabled: bool,
     tc: Box<dyn TrafficControl>,
-    send: SendState,
+    /// The send side, created on the first message queued.
+    send: LazySend,
     recv: Vec<Option<Box<RecvStream>>>,
     budget: RecvBudget,
     // Acknowledgements we owe (docs/protocol.md §7.1, §12).
@@ -217,7 +220,7 @@ impl Connection {
             message_mtu: 0,
             timeouts_enabled: cfg.timeouts_enabled,
             tc,
-            send: SendState::new(initial, n.now),
+            send: LazySend::new(initial),
             recv: Vec::new(),
             budget: RecvBudget {
                 reliable_used: 0,
