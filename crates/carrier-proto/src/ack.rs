@@ -87,6 +87,12 @@ impl AckRanges {
         }
     }
 
+    /// Gives back the capacity that bursts of reordering or loss grew the set to, keeping room
+    /// for one range (an idle connection's).
+    pub fn shrink_to_fit(&mut self) {
+        self.ranges.shrink_to(1);
+    }
+
     /// Records packet number `pn`.
     ///
     /// Returns `true` if it was newly recorded; `false` if it was already present or is too
@@ -98,6 +104,8 @@ impl AckRanges {
             return false;
         }
         let Some(top) = self.ranges.back_mut() else {
+            // An idle connection holds one range: room for exactly one at first.
+            self.ranges.reserve_exact(1);
             self.ranges.push_back((pn, pn));
             return true;
         };

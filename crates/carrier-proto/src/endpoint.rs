@@ -2,7 +2,7 @@
 //! statelessly until the peer proves its address, and serves its connections' output fairly
 //! (docs/protocol.md §3, §4, §16).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
-use crate::connection::{Connection, NewConnection, Phase, Side};
+use crate::connection::{Connection, NewConnection, Phase, Scratch, Side};
 use crate::cookie::CookieKey;
 use crate::handshake::{DefaultHandshake, Handshake, MAX_HANDSHAKE_PAYLOAD};
 use crate::packet::{self, COOKIE_LEN, Challenge, ConnectRequest, Limits, Packet, Reject};
@@ -92,7 +92,9 @@ pub struct Endpoint {
     rng: ChaCha8Rng,
     seed: u64,
     cookie: CookieKey,
-    connections: BTreeMap<ConnectionId, Connection>,
+    /// Boxed: a `Connection` is large, and a B-tree node holds eleven entries whether used or
+    /// not, so inline entries would cost about twice their size (docs/performance.md, memory).
+    connections: BTreeMap<ConnectionId, Box<Connection>>,
     by_addr: HashMap<SocketAddr, ConnectionId>,
     next_id: u64,
     events: VecDeque<Event>,
@@ -104,12 +106,14 @@ pub struct Endpoint {
     stateless: VecDeque<StatelessReply>,
     drops: DropCounters,
     /// Each connection's next deadline, ordered (docs: `poll_timeout` and `handle_timeout` cost
-    /// O(log n) per due connection, not a scan of all connections).
+    /// O(log n) per due connection, not a scan of all connections). The entry of a connection is
+    /// also kept in the connection (`Connection::scheduled`).
     timers: BTreeSet<(Instant, ConnectionId)>,
-    timer_of: HashMap<ConnectionId, Instant>,
-    /// Connections that may have something to send, served round robin by `poll_transmit`.
+    /// Connections that may have something to send, served round robin by `poll_transmit`
+    /// (`Connection::in_ready` says whether one is queued).
     ready: VecDeque<ConnectionId>,
-    in_ready: HashSet<ConnectionId>,
+    /// Buffers lent to the connection being called (`Endpoint::call`).
+    scratch: Scratch,
     /// Scratch list of due connections (reused).
     due: Vec<ConnectionId>,
     timeouts_enabled: bool,
@@ -163,9 +167,8 @@ impl Endpoint {
             stateless: VecDeque::new(),
             drops: DropCounters::default(),
             timers: BTreeSet::new(),
-            timer_of: HashMap::new(),
             ready: VecDeque::new(),
-            in_ready: HashSet::new(),
+            scratch: Scratch::default(),
             due: Vec::new(),
             shutting_down: false,
         })
@@ -203,7 +206,7 @@ impl Endpoint {
     fn insert(&mut self, conn: Connection) -> ConnectionId {
         let id = conn.id();
         self.by_addr.insert(conn.remote_addr(), id);
-        self.connections.insert(id, conn);
+        self.connections.insert(id, Box::new(conn));
         self.mark_ready(id);
         self.reschedule(id);
         id
@@ -303,27 +306,38 @@ impl Endpoint {
         from: SocketAddr,
         f: impl FnOnce(&mut Connection, &mut dyn Handshake) -> Result<(), DropReason>,
     ) -> Result<(), DropReason> {
-        let id = self
+        let id = *self
             .by_addr
             .get(&from)
             .ok_or(DropReason::UnknownConnection)?;
-        let conn = self
-            .connections
-            .get_mut(id)
-            .ok_or(DropReason::UnknownConnection)?;
-        f(conn, &mut *self.handshake)
+        self.call(id, f).ok_or(DropReason::UnknownConnection)?
+    }
+
+    /// Calls `f` on connection `id` with the endpoint's scratch buffers lent to it, then moves
+    /// the connection's events and messages to the endpoint's queues and takes the buffers back.
+    /// `None` if there is no such connection.
+    fn call<R>(
+        &mut self,
+        id: ConnectionId,
+        f: impl FnOnce(&mut Connection, &mut dyn Handshake) -> R,
+    ) -> Option<R> {
+        let conn = self.connections.get_mut(&id)?;
+        conn.swap_scratch(&mut self.scratch);
+        let result = f(conn, &mut *self.handshake);
+        drain(id, conn, &mut self.events, &mut self.messages);
+        conn.swap_scratch(&mut self.scratch);
+        Some(result)
     }
 
     fn record_drop(&mut self, now: Instant, from: SocketAddr, reason: DropReason) {
         self.drops.add(reason);
         tracing::trace!(%from, %reason, "datagram dropped");
-        if let Some(conn) = self
-            .by_addr
-            .get(&from)
-            .and_then(|id| self.connections.get_mut(id))
-            && conn.is_connected()
-        {
-            conn.report_drop(now, reason);
+        if let Some(&id) = self.by_addr.get(&from) {
+            self.call(id, |conn, _| {
+                if conn.is_connected() {
+                    conn.report_drop(now, reason);
+                }
+            });
         }
     }
 
@@ -342,9 +356,9 @@ impl Endpoint {
                 c.side() == Side::Acceptor && c.remote_wire_id() == req.initiator_id
             });
             if same {
-                if let Some(conn) = self.connections.get_mut(&id) {
-                    conn.handle_request_retry(now, &mut *self.handshake, req.payload);
-                }
+                self.call(id, |conn, hs| {
+                    conn.handle_request_retry(now, hs, req.payload)
+                });
                 return Ok(());
             }
         }
@@ -370,12 +384,16 @@ impl Endpoint {
         if let Some(&old) = self.by_addr.get(&from) {
             // The peer restarted with a new connection id while we still had its old
             // connection: close the old one, then accept the new one.
-            if let Some(conn) = self.connections.get_mut(&old) {
-                if conn.side() == Side::Initiator {
-                    return Err(DropReason::Unexpected);
-                }
-                conn.close(now, DisconnectReason::AlreadyConnected);
+            if self
+                .connections
+                .get(&old)
+                .is_some_and(|c| c.side() == Side::Initiator)
+            {
+                return Err(DropReason::Unexpected);
             }
+            self.call(old, |conn, _| {
+                conn.close(now, DisconnectReason::AlreadyConnected);
+            });
             self.by_addr.remove(&from);
             self.collect(old);
         }
@@ -415,9 +433,7 @@ impl Endpoint {
         tracing::debug!(%id, %from, "incoming connection");
         self.events
             .push_back(Event::IncomingConnection { id, addr: from });
-        if let Some(conn) = self.connections.get_mut(&id) {
-            conn.decide(now, &mut *self.handshake, req.payload);
-        }
+        self.call(id, |conn, hs| conn.decide(now, hs, req.payload));
         Ok(())
     }
 
@@ -480,26 +496,30 @@ impl Endpoint {
     /// Puts a connection in the round-robin queue of `poll_transmit` (something changed: it may
     /// have something to send).
     fn mark_ready(&mut self, id: ConnectionId) {
-        if self.in_ready.insert(id) {
+        if let Some(conn) = self.connections.get_mut(&id)
+            && !conn.in_ready
+        {
+            conn.in_ready = true;
             self.ready.push_back(id);
         }
     }
 
     /// Recomputes a connection's deadline in the timer set.
     fn reschedule(&mut self, id: ConnectionId) {
-        let deadline = self.connections.get(&id).and_then(Connection::poll_timeout);
-        let old = self.timer_of.get(&id).copied();
-        if old == deadline {
+        let Some(conn) = self.connections.get_mut(&id) else {
+            return;
+        };
+        let deadline = conn.poll_timeout();
+        if conn.scheduled == deadline {
             return;
         }
-        if let Some(t) = old {
+        if let Some(t) = conn.scheduled {
             self.timers.remove(&(t, id));
-            self.timer_of.remove(&id);
         }
         if let Some(t) = deadline {
             self.timers.insert((t, id));
-            self.timer_of.insert(id, t);
         }
+        conn.scheduled = deadline;
     }
 
     /// Writes the next datagram to send into `buf` (which should hold the maximum datagram
@@ -515,10 +535,10 @@ impl Endpoint {
             });
         }
         while let Some(id) = self.ready.pop_front() {
-            self.in_ready.remove(&id);
             let Some(conn) = self.connections.get_mut(&id) else {
                 continue;
             };
+            conn.in_ready = false;
             let sent = conn
                 .poll_transmit(now, buf)
                 .map(|size| (conn.remote_addr(), size));
@@ -551,11 +571,12 @@ impl Endpoint {
                 .map(|(_, id)| *id),
         );
         for &id in &due {
-            if let Some(conn) = self.connections.get_mut(&id) {
+            if let Some((out, closed)) = self.call(id, |conn, _| {
                 conn.handle_timeout(now);
-                timed_out |= conn.take_timed_out();
-                drain(id, conn, &mut self.events, &mut self.messages);
-                any_closed |= conn.is_closed();
+                (conn.take_timed_out(), conn.is_closed())
+            }) {
+                timed_out |= out;
+                any_closed |= closed;
             }
             self.mark_ready(id);
             self.reschedule(id);
@@ -567,10 +588,11 @@ impl Endpoint {
             due.clear();
             due.extend(self.connections.keys().copied());
             for &id in &due {
-                if let Some(conn) = self.connections.get_mut(&id) {
+                if let Some(closed) = self.call(id, |conn, _| {
                     conn.evaluate(now, factor);
-                    drain(id, conn, &mut self.events, &mut self.messages);
-                    any_closed |= conn.is_closed();
+                    conn.is_closed()
+                }) {
+                    any_closed |= closed;
                 }
                 self.mark_ready(id);
                 self.reschedule(id);
@@ -585,13 +607,12 @@ impl Endpoint {
     fn remove_closed(&mut self) {
         let by_addr = &mut self.by_addr;
         let timers = &mut self.timers;
-        let timer_of = &mut self.timer_of;
         self.connections.retain(|id, c| {
             if c.is_closed() {
                 if by_addr.get(&c.remote_addr()) == Some(id) {
                     by_addr.remove(&c.remote_addr());
                 }
-                if let Some(t) = timer_of.remove(id) {
+                if let Some(t) = c.scheduled {
                     timers.remove(&(t, *id));
                 }
                 tracing::debug!(%id, "connection removed");
@@ -677,9 +698,7 @@ impl Endpoint {
     /// Closes a connection with `reason`; the peer learns the reason. The event is reported at
     /// once.
     pub fn disconnect(&mut self, now: Instant, id: ConnectionId, reason: DisconnectReason) {
-        if let Some(conn) = self.connections.get_mut(&id) {
-            conn.close(now, reason);
-        }
+        self.call(id, |conn, _| conn.close(now, reason));
         self.collect(id);
     }
 
@@ -711,7 +730,7 @@ impl Endpoint {
 
     /// A connection, to read its state and statistics.
     pub fn connection(&self, id: ConnectionId) -> Option<&Connection> {
-        self.connections.get(&id)
+        self.connections.get(&id).map(|c| &**c)
     }
 
     /// The connection with a peer address, if any.

@@ -6,6 +6,7 @@
 //! `receive.rs`, the output half in `transmit.rs`.
 
 mod health;
+mod lazy_send;
 mod receive;
 mod transmit;
 
@@ -21,18 +22,21 @@ use crate::ack::AckRanges;
 use crate::frame::{Frame, MAX_SMALL_MESSAGE_HEADER};
 use crate::packet::{CHECKSUM_LEN, COOKIE_LEN, DATA_HEADER_LEN, Limits};
 use crate::recv::{RecvBudget, RecvStream};
-use crate::send::{ReliableFrame, SendState};
+use crate::send::ReliableFrame;
 use crate::traffic::{AckOutcome, RttEstimate, Statistics, TrafficControl};
 use crate::{
     ConnectionId, DisconnectReason, EndpointConfig, Event, Message, Reliability, SendError,
     StreamKey,
 };
+use lazy_send::LazySend;
 
 /// Bytes reserved for an ACK frame in a packet that carries messages (docs/protocol.md §14).
 pub(crate) const ACK_ROOM: usize = 24;
 /// Lazily acknowledged packets after which the ACK is due within `max_ack_delay`
 /// (docs/protocol.md §12).
 const LAZY_ACK_PACKETS: u32 = 10;
+/// Shortest time between two releases of buffer capacity (`Connection::release_memory`).
+const RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 /// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).
 /// Most frame vectors of acknowledged or lost packets kept for reuse: enough for every packet
 /// in flight in practice, so a steady flow allocates no vector per packet; the pool is given
@@ -136,7 +140,8 @@ pub struct Connection {
     message_mtu: usize,
     timeouts_enabled: bool,
     tc: Box<dyn TrafficControl>,
-    send: SendState,
+    /// The send side, created on the first message queued.
+    send: LazySend,
     recv: Vec<Option<Box<RecvStream>>>,
     budget: RecvBudget,
     // Acknowledgements we owe (docs/protocol.md §7.1, §12).
@@ -174,6 +179,27 @@ pub struct Connection {
     scratch_ranges: Vec<RangeInclusive<u64>>,
     scratch_seqs: Vec<(u64, u64)>,
     outcome: AckOutcome,
+    /// The endpoint's bookkeeping: this connection's entry in its timer set.
+    pub(crate) scheduled: Option<Instant>,
+    /// The endpoint's bookkeeping: whether this connection waits in its round-robin queue.
+    pub(crate) in_ready: bool,
+    /// When buffer capacity may next be released (`release_memory`).
+    next_release: Instant,
+}
+
+/// Buffers a connection needs only while the endpoint calls it: the receive path's scratch
+/// vectors, the traffic control's outcome lists, and the queues of events and messages the
+/// endpoint drains right after each call. The endpoint owns one set and lends it to the
+/// connection it calls ([`Connection::swap_scratch`]), so their capacity is paid once per endpoint, not
+/// once per connection (an idle connection holds none of it).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    frames: Vec<Frame>,
+    ranges: Vec<RangeInclusive<u64>>,
+    seqs: Vec<(u64, u64)>,
+    outcome: AckOutcome,
+    events: VecDeque<Event>,
+    delivered: VecDeque<Message>,
 }
 
 pub(crate) struct NewConnection {
@@ -206,7 +232,7 @@ impl Connection {
             message_mtu: 0,
             timeouts_enabled: cfg.timeouts_enabled,
             tc,
-            send: SendState::new(initial, n.now),
+            send: LazySend::new(initial),
             recv: Vec::new(),
             budget: RecvBudget {
                 reliable_used: 0,
@@ -241,6 +267,9 @@ impl Connection {
             scratch_ranges: Vec::new(),
             scratch_seqs: Vec::new(),
             outcome: AckOutcome::default(),
+            scheduled: None,
+            in_ready: false,
+            next_release: n.now,
             config: n.config,
         };
         conn.apply_limits(n.limits);
@@ -258,6 +287,24 @@ impl Connection {
             usize::try_from(limits.receive_window).unwrap_or(usize::MAX),
             fragment_size_for(datagram),
         );
+    }
+
+    /// Exchanges the scratch buffers with the endpoint's: called before a call (to borrow them)
+    /// and after it, once the events and messages have been drained (to give them back). The
+    /// queues of events and messages only change hands while both are empty, so nothing pending
+    /// ever moves.
+    pub(crate) fn swap_scratch(&mut self, s: &mut Scratch) {
+        use std::mem::swap;
+        swap(&mut self.scratch_frames, &mut s.frames);
+        swap(&mut self.scratch_ranges, &mut s.ranges);
+        swap(&mut self.scratch_seqs, &mut s.seqs);
+        swap(&mut self.outcome, &mut s.outcome);
+        if self.events.is_empty() && s.events.is_empty() {
+            swap(&mut self.events, &mut s.events);
+        }
+        if self.delivered.is_empty() && s.delivered.is_empty() {
+            swap(&mut self.delivered, &mut s.delivered);
+        }
     }
 
     /// The handle of this connection.
@@ -602,6 +649,11 @@ impl Connection {
             self.ledger.pop_front();
             self.ledger_base += 1;
         }
+        // At most the latest datagram in flight: the connection is quiet (an idle one always
+        // has its latest keep-alive or ACK in flight).
+        if self.ledger.len() <= 1 {
+            self.release_memory();
+        }
     }
 
     /// Reports a significant change of the allowed send rate (docs/traffic-control.md).
@@ -631,9 +683,25 @@ impl Connection {
         })
     }
 
+    /// At most one datagram is in flight: gives back what the buffers grew to during traffic,
+    /// keeping room for that one, so an idle connection stays small and allocates nothing per
+    /// keep-alive. At most once per [`RELEASE_INTERVAL`], so traffic that often has one
+    /// datagram in flight (one message at a time) does not reallocate each time.
+    fn release_memory(&mut self) {
+        if self.clock < self.next_release {
+            return;
+        }
+        self.next_release = self.clock + RELEASE_INTERVAL;
+        self.ledger.shrink_to(1);
+        self.frame_pool = Vec::new();
+        self.ack_ranges.shrink_to_fit();
+        self.tc.release_memory();
+    }
+
     fn recycle(&mut self, mut rec: SentRecord) {
         rec.frames.clear();
-        if self.frame_pool.len() < FRAME_POOL_MAX {
+        // Records without reliable frames (ACKs, keep-alives) have nothing worth pooling.
+        if rec.frames.capacity() > 0 && self.frame_pool.len() < FRAME_POOL_MAX {
             self.frame_pool.push(rec.frames);
         }
     }

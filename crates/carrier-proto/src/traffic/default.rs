@@ -823,6 +823,13 @@ impl TrafficControl for DefaultTrafficControl {
         self.rate_report.pending.take()
     }
 
+    fn release_memory(&mut self) {
+        // Room for one entry stays: an idle connection's keep-alive then allocates nothing.
+        self.ledger.shrink_to(1);
+        self.recently_lost.shrink_to_fit();
+        self.evicted.shrink_to_fit();
+    }
+
     fn rtt(&self) -> RttEstimate {
         self.rtt.estimate()
     }

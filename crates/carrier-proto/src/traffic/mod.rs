@@ -224,6 +224,11 @@ pub trait TrafficControl: Send + fmt::Debug {
     fn poll_rate_change(&mut self) -> Option<u64> {
         None
     }
+
+    /// At most one datagram is in flight: a good moment to give back memory that buffers grew
+    /// to during traffic, so idle connections stay small. Called at most four times a second. The default does
+    /// nothing.
+    fn release_memory(&mut self) {}
 }
 
 /// Creates one [`TrafficControl`] per connection.

@@ -140,10 +140,14 @@ fn scale_usize(value: usize, gain: f64) -> usize {
 /// Windowed maximum over round trips: the largest value recorded during the last `W` rounds, as
 /// of the latest update. Values only expire when a newer one is recorded, so an
 /// application-limited sender, which records nothing, keeps its estimate.
+///
+/// Slot `round % W` holds the largest value of `round`; the round of a slot is implied by
+/// `latest` (slots of rounds that left the window are zeroed when `latest` advances), so the
+/// filter stores one word per slot.
 #[derive(Clone, Copy, Debug)]
 struct MaxFilter<const W: usize> {
-    /// Per slot: (round, largest value of that round).
-    slots: [(u64, u64); W],
+    /// Per slot: the largest value of its round (0 once the round left the window).
+    slots: [u64; W],
     /// Round of the latest update.
     latest: u64,
 }
@@ -151,7 +155,7 @@ struct MaxFilter<const W: usize> {
 impl<const W: usize> Default for MaxFilter<W> {
     fn default() -> Self {
         Self {
-            slots: [(0, 0); W],
+            slots: [0; W],
             latest: 0,
         }
     }
@@ -167,22 +171,26 @@ impl<const W: usize> MaxFilter<W> {
     }
 
     fn update(&mut self, round: u64, value: u64) {
-        let slot = &mut self.slots[Self::slot(round)];
-        if slot.0 == round {
-            slot.1 = slot.1.max(value);
-        } else {
-            *slot = (round, value);
+        if round > self.latest {
+            // Rounds latest+1..=round reuse the slots of rounds that now leave the window.
+            if round - self.latest >= Self::WINDOW {
+                self.slots = [0; W];
+            } else {
+                for r in self.latest + 1..=round {
+                    self.slots[Self::slot(r)] = 0;
+                }
+            }
+            self.latest = round;
+        } else if round.saturating_add(Self::WINDOW) <= self.latest {
+            // Already outside the window.
+            return;
         }
-        self.latest = self.latest.max(round);
+        let slot = &mut self.slots[Self::slot(round)];
+        *slot = (*slot).max(value);
     }
 
     fn get(&self) -> u64 {
-        self.slots
-            .iter()
-            .filter(|(round, _)| round.saturating_add(Self::WINDOW) > self.latest)
-            .map(|&(_, value)| value)
-            .max()
-            .unwrap_or(0)
+        self.slots.iter().copied().max().unwrap_or(0)
     }
 
     /// Forgets everything and records `value` in `round`.
@@ -775,6 +783,15 @@ mod tests {
         assert_eq!(f.get(), 60);
         f.reset(11, 10);
         assert_eq!(f.get(), 10);
+        // A jump of more than a window forgets everything before it.
+        f.update(12, 30);
+        f.update(40, 20);
+        assert_eq!(f.get(), 20);
+        // A round that already left the window changes nothing.
+        f.update(30, 99);
+        assert_eq!(f.get(), 20);
+        f.update(31, 25);
+        assert_eq!(f.get(), 25);
     }
 
     #[test]

@@ -1,0 +1,171 @@
+//! The send side of a connection, created on the first message queued.
+//!
+//! [`SendState`] (the priority queues, the retransmission queues and the streams' numbering) is
+//! some 340 bytes that a connection which never sends a message does not need: a game server's
+//! idle or receive-only connections are the common case. [`LazySend`] keeps only the parameters
+//! the send side is configured with and boxes a `SendState` on the first `enqueue`; until then it
+//! answers as an empty send side would. It offers the `SendState` methods the connection uses,
+//! with the same meaning.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::StreamKey;
+use crate::frame::EncodeContext;
+use crate::send::{Filled, ReliableFrame, SendState};
+use crate::wire::Writer;
+
+/// A [`SendState`] created on first use (module docs).
+#[derive(Debug)]
+pub(crate) struct LazySend {
+    state: Option<Box<SendState>>,
+    /// First sequence number of every stream.
+    initial: u64,
+    /// The last `configure` call (peer window, fragment size), applied on creation.
+    configured: Option<(usize, usize)>,
+    /// The last `set_unreliable_ttl` value, applied on creation.
+    unreliable_ttl: Option<Duration>,
+}
+
+impl LazySend {
+    /// An empty send side whose streams start at `initial`.
+    pub(crate) fn new(initial: u64) -> Self {
+        LazySend {
+            state: None,
+            initial,
+            configured: None,
+            unreliable_ttl: None,
+        }
+    }
+
+    /// See [`SendState::configure`].
+    pub(crate) fn configure(&mut self, peer_window: usize, fragment_size: usize) {
+        self.configured = Some((peer_window, fragment_size));
+        if let Some(s) = &mut self.state {
+            s.configure(peer_window, fragment_size);
+        }
+    }
+
+    /// See [`SendState::set_unreliable_ttl`].
+    pub(crate) fn set_unreliable_ttl(&mut self, ttl: Duration) {
+        self.unreliable_ttl = Some(ttl);
+        if let Some(s) = &mut self.state {
+            s.set_unreliable_ttl(ttl);
+        }
+    }
+
+    /// See [`SendState::expired`].
+    pub(crate) fn expired(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.expired())
+    }
+
+    /// See [`SendState::queued_bytes`].
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.queued_bytes())
+    }
+
+    /// See [`SendState::queued_messages`].
+    pub(crate) fn queued_messages(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| s.queued_messages())
+    }
+
+    /// See [`SendState::has_pending`].
+    pub(crate) fn has_pending(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.has_pending())
+    }
+
+    /// See [`SendState::enqueue`]; creates the send side on first use.
+    pub(crate) fn enqueue(
+        &mut self,
+        key: StreamKey,
+        reliable: bool,
+        payload: Bytes,
+        max_unsplit: usize,
+        now: Instant,
+    ) {
+        let state = self.state.get_or_insert_with(|| {
+            let mut s = SendState::new(self.initial, now);
+            if let Some((peer_window, fragment_size)) = self.configured {
+                s.configure(peer_window, fragment_size);
+            }
+            if let Some(ttl) = self.unreliable_ttl {
+                s.set_unreliable_ttl(ttl);
+            }
+            Box::new(s)
+        });
+        state.enqueue(key, reliable, payload, max_unsplit, now);
+    }
+
+    /// See [`SendState::fill`]; writes nothing before the first message.
+    pub(crate) fn fill(
+        &mut self,
+        w: &mut Writer<'_>,
+        ctx: &mut EncodeContext,
+        sent: &mut Vec<ReliableFrame>,
+        now: Instant,
+    ) -> Filled {
+        self.state
+            .as_mut()
+            .map_or_else(Filled::default, |s| s.fill(w, ctx, sent, now))
+    }
+
+    /// See [`SendState::on_acked`].
+    pub(crate) fn on_acked(&mut self, frame: &ReliableFrame) {
+        if let Some(s) = &mut self.state {
+            s.on_acked(frame);
+        }
+    }
+
+    /// See [`SendState::on_lost`].
+    pub(crate) fn on_lost(&mut self, frame: ReliableFrame) {
+        if let Some(s) = &mut self.state {
+            s.on_lost(frame);
+        }
+    }
+
+    /// See [`SendState::clear`].
+    pub(crate) fn clear(&mut self) {
+        if let Some(s) = &mut self.state {
+            s.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChannelId, Priority};
+
+    #[test]
+    fn nothing_is_allocated_until_the_first_message_and_settings_carry_over() {
+        #[allow(clippy::disallowed_methods)] // a test's fixed epoch
+        let now = Instant::now();
+        let mut s = LazySend::new(7);
+        s.configure(1 << 20, 1000);
+        s.set_unreliable_ttl(Duration::from_millis(50));
+        assert!(s.state.is_none());
+        assert!(!s.has_pending());
+        assert_eq!(
+            (s.queued_bytes(), s.queued_messages(), s.expired()),
+            (0, 0, 0)
+        );
+        s.clear();
+        assert!(s.state.is_none());
+        let key = StreamKey {
+            channel: ChannelId::new(0),
+            priority: Priority::Normal,
+        };
+        s.enqueue(key, false, Bytes::from_static(b"hello"), 100, now);
+        assert!(s.has_pending());
+        assert_eq!((s.queued_bytes(), s.queued_messages()), (5, 1));
+        // The TTL was applied when the state was created: the message expires after 50 ms.
+        let mut buf = [0u8; 0];
+        let mut w = Writer::new(&mut buf);
+        let mut ctx = EncodeContext::default();
+        let mut sent = Vec::new();
+        s.fill(&mut w, &mut ctx, &mut sent, now + Duration::from_millis(60));
+        assert_eq!(s.expired(), 1);
+        assert!(!s.has_pending());
+    }
+}
