@@ -273,13 +273,30 @@ impl Endpoint {
                 // Frames end where the checksum starts.
                 let body = &datagram[..datagram.len() - packet::CHECKSUM_LEN];
                 let start = body.len() - frames.len();
-                let arena = &mut self.rx_arena;
-                match self
-                    .by_addr
-                    .get(&from)
-                    .and_then(|id| self.connections.get_mut(id))
-                {
-                    Some(c) => c.handle_data(now, header, body, start, arena),
+                match self.by_addr.get(&from) {
+                    Some(&id) => {
+                        // Like `call`, with the receive arena lent as well: the scratch
+                        // buffers must be lent on this path too, or every connection that
+                        // receives data grows its own set.
+                        let Endpoint {
+                            connections,
+                            scratch,
+                            rx_arena,
+                            events,
+                            messages,
+                            ..
+                        } = self;
+                        match connections.get_mut(&id) {
+                            Some(conn) => {
+                                conn.swap_scratch(scratch);
+                                let r = conn.handle_data(now, header, body, start, rx_arena);
+                                drain(id, conn, events, messages);
+                                conn.swap_scratch(scratch);
+                                r
+                            }
+                            None => Err(DropReason::UnknownConnection),
+                        }
+                    }
                     None => Err(DropReason::UnknownConnection),
                 }
             }
