@@ -113,7 +113,7 @@ pub struct Endpoint {
     /// (`Connection::in_ready` says whether one is queued).
     ready: VecDeque<ConnectionId>,
     /// Buffers lent to the connection being called (`Endpoint::call`).
-    scratch: Scratch,
+    scratch: Option<Box<Scratch>>,
     /// Scratch list of due connections (reused).
     due: Vec<ConnectionId>,
     timeouts_enabled: bool,
@@ -168,7 +168,7 @@ impl Endpoint {
             drops: DropCounters::default(),
             timers: BTreeSet::new(),
             ready: VecDeque::new(),
-            scratch: Scratch::default(),
+            scratch: Some(Box::default()),
             due: Vec::new(),
             shutting_down: false,
         })
@@ -288,10 +288,10 @@ impl Endpoint {
                         } = self;
                         match connections.get_mut(&id) {
                             Some(conn) => {
-                                conn.swap_scratch(scratch);
+                                conn.borrow_scratch(scratch);
                                 let r = conn.handle_data(now, header, body, start, rx_arena);
                                 drain(id, conn, events, messages);
-                                conn.swap_scratch(scratch);
+                                conn.return_scratch(scratch);
                                 r
                             }
                             None => Err(DropReason::UnknownConnection),
@@ -339,10 +339,10 @@ impl Endpoint {
         f: impl FnOnce(&mut Connection, &mut dyn Handshake) -> R,
     ) -> Option<R> {
         let conn = self.connections.get_mut(&id)?;
-        conn.swap_scratch(&mut self.scratch);
+        conn.borrow_scratch(&mut self.scratch);
         let result = f(conn, &mut *self.handshake);
         drain(id, conn, &mut self.events, &mut self.messages);
-        conn.swap_scratch(&mut self.scratch);
+        conn.return_scratch(&mut self.scratch);
         Some(result)
     }
 

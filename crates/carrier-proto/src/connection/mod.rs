@@ -170,15 +170,11 @@ pub struct Connection {
     accept_reply: Option<Vec<u8>>,
     send_accept: bool,
     disconnect_due: bool,
-    events: VecDeque<Event>,
-    delivered: VecDeque<Message>,
     last_security_event: Option<Instant>,
     health: health::Health,
-    // Reused scratch space of the receive path.
-    scratch_frames: Vec<Frame>,
-    scratch_ranges: Vec<RangeInclusive<u64>>,
-    scratch_seqs: Vec<(u64, u64)>,
-    outcome: AckOutcome,
+    /// The endpoint's scratch buffers while it calls this connection ([`Scratch`]); `None`
+    /// between calls, unless something was queued outside a call (then its own, see [`lent`]).
+    lent: Option<Box<Scratch>>,
     /// The endpoint's bookkeeping: this connection's entry in its timer set.
     pub(crate) scheduled: Option<Instant>,
     /// The endpoint's bookkeeping: whether this connection waits in its round-robin queue.
@@ -190,7 +186,7 @@ pub struct Connection {
 /// Buffers a connection needs only while the endpoint calls it: the receive path's scratch
 /// vectors, the traffic control's outcome lists, and the queues of events and messages the
 /// endpoint drains right after each call. The endpoint owns one set and lends it to the
-/// connection it calls ([`Connection::swap_scratch`]), so their capacity is paid once per endpoint, not
+/// connection it calls ([`Connection::borrow_scratch`]), so their capacity is paid once per endpoint, not
 /// once per connection (an idle connection holds none of it).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
@@ -200,6 +196,12 @@ pub(crate) struct Scratch {
     outcome: AckOutcome,
     events: VecDeque<Event>,
     delivered: VecDeque<Message>,
+}
+
+/// The scratch buffers a connection works with: the endpoint's while it is lent, else a set of
+/// its own, created on first use.
+fn lent(l: &mut Option<Box<Scratch>>) -> &mut Scratch {
+    l.get_or_insert_with(Box::default)
 }
 
 pub(crate) struct NewConnection {
@@ -259,14 +261,9 @@ impl Connection {
             accept_reply: None,
             send_accept: false,
             disconnect_due: false,
-            events: VecDeque::new(),
-            delivered: VecDeque::new(),
             last_security_event: None,
             health: health::Health::default(),
-            scratch_frames: Vec::new(),
-            scratch_ranges: Vec::new(),
-            scratch_seqs: Vec::new(),
-            outcome: AckOutcome::default(),
+            lent: None,
             scheduled: None,
             in_ready: false,
             next_release: n.now,
@@ -289,21 +286,27 @@ impl Connection {
         );
     }
 
-    /// Exchanges the scratch buffers with the endpoint's: called before a call (to borrow them)
-    /// and after it, once the events and messages have been drained (to give them back). The
-    /// queues of events and messages only change hands while both are empty, so nothing pending
-    /// ever moves.
-    pub(crate) fn swap_scratch(&mut self, s: &mut Scratch) {
-        use std::mem::swap;
-        swap(&mut self.scratch_frames, &mut s.frames);
-        swap(&mut self.scratch_ranges, &mut s.ranges);
-        swap(&mut self.scratch_seqs, &mut s.seqs);
-        swap(&mut self.outcome, &mut s.outcome);
-        if self.events.is_empty() && s.events.is_empty() {
-            swap(&mut self.events, &mut s.events);
+    /// Borrows the endpoint's scratch buffers before a call. A connection that already holds
+    /// a set (events queued outside a call) keeps its own.
+    pub(crate) fn borrow_scratch(&mut self, s: &mut Option<Box<Scratch>>) {
+        if self.lent.is_none() {
+            self.lent = s.take();
         }
-        if self.delivered.is_empty() && s.delivered.is_empty() {
-            swap(&mut self.delivered, &mut s.delivered);
+    }
+
+    /// Gives the scratch buffers back after a call, once the events and messages have been
+    /// drained; a set still holding any stays (nothing pending ever moves). A connection's own
+    /// set is dropped if the endpoint has one.
+    pub(crate) fn return_scratch(&mut self, s: &mut Option<Box<Scratch>>) {
+        if self
+            .lent
+            .as_ref()
+            .is_some_and(|l| l.events.is_empty() && l.delivered.is_empty())
+        {
+            let set = self.lent.take();
+            if s.is_none() {
+                *s = set;
+            }
         }
     }
 
@@ -406,11 +409,11 @@ impl Connection {
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.lent.as_mut()?.events.pop_front()
     }
 
     pub(crate) fn poll_message(&mut self) -> Option<Message> {
-        self.delivered.pop_front()
+        self.lent.as_mut()?.delivered.pop_front()
     }
 
     /// Whether it only lingers (acknowledging the peer's close, or answering with its refusal).
@@ -471,7 +474,7 @@ impl Connection {
     pub(crate) fn close(&mut self, now: Instant, reason: DisconnectReason) {
         match self.phase {
             Phase::Connected => {
-                self.events.push_back(Event::Disconnect {
+                lent(&mut self.lent).events.push_back(Event::Disconnect {
                     id: self.id,
                     reason,
                 });
@@ -480,10 +483,12 @@ impl Connection {
             // A pending incoming connection: tell the initiator instead of letting it retry.
             Phase::Accepting { .. } => self.refuse(now, reason, Vec::new()),
             Phase::Connecting { .. } => {
-                self.events.push_back(Event::FailedToConnect {
-                    id: self.id,
-                    reason,
-                });
+                lent(&mut self.lent)
+                    .events
+                    .push_back(Event::FailedToConnect {
+                        id: self.id,
+                        reason,
+                    });
                 if self.remote_wire_id != 0 {
                     self.begin_closing(now, reason);
                 } else {
@@ -506,10 +511,12 @@ impl Connection {
     }
 
     fn fail(&mut self, reason: DisconnectReason) {
-        self.events.push_back(Event::FailedToConnect {
-            id: self.id,
-            reason,
-        });
+        lent(&mut self.lent)
+            .events
+            .push_back(Event::FailedToConnect {
+                id: self.id,
+                reason,
+            });
         self.phase = Phase::Closed;
     }
 
@@ -588,8 +595,9 @@ impl Connection {
                     self.frame_pool = Vec::new();
                 }
                 if self.tc.poll_timeout().is_some_and(|t| t <= now) {
-                    self.outcome.clear();
-                    self.tc.on_timeout(now, &mut self.outcome);
+                    let outcome = &mut lent(&mut self.lent).outcome;
+                    outcome.clear();
+                    self.tc.on_timeout(now, outcome);
                     self.process_outcome();
                     self.poll_rate_change();
                 }
@@ -614,7 +622,7 @@ impl Connection {
 
     /// Applies the acked and lost lists of the traffic control to the sent records.
     fn process_outcome(&mut self) {
-        let mut outcome = std::mem::take(&mut self.outcome);
+        let mut outcome = std::mem::take(&mut lent(&mut self.lent).outcome);
         for &pn in &outcome.acked {
             if let Some(rec) = self.take_record(pn) {
                 for f in &rec.frames {
@@ -644,7 +652,7 @@ impl Connection {
             }
         }
         outcome.clear();
-        self.outcome = outcome;
+        lent(&mut self.lent).outcome = outcome;
         while self.ledger.front().is_some_and(|r| r.done) {
             self.ledger.pop_front();
             self.ledger_base += 1;
@@ -661,7 +669,7 @@ impl Connection {
         if let Some(bytes_per_second) = self.tc.poll_rate_change()
             && matches!(self.phase, Phase::Connected)
         {
-            self.events.push_back(Event::RateChange {
+            lent(&mut self.lent).events.push_back(Event::RateChange {
                 id: self.id,
                 bytes_per_second,
             });
@@ -713,7 +721,7 @@ impl Connection {
             .is_none_or(|t| now >= t + Duration::from_secs(1));
         if due && !matches!(self.phase, Phase::Closed) {
             self.last_security_event = Some(now);
-            self.events.push_back(Event::SecurityError {
+            lent(&mut self.lent).events.push_back(Event::SecurityError {
                 id: self.id,
                 reason,
             });

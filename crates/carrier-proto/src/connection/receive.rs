@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Connection, LAZY_ACK_PACKETS, Phase, Side};
+use super::{Connection, LAZY_ACK_PACKETS, Phase, Side, lent};
 use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::frame::{Frame, ParseContext, parse_frames};
@@ -95,7 +95,8 @@ impl Connection {
         self.start_health_checks(now);
         self.last_received = now;
         self.last_sent = now;
-        self.events
+        lent(&mut self.lent)
+            .events
             .push_back(Event::ConnectionEstablished { id: self.id });
         Ok(())
     }
@@ -131,7 +132,8 @@ impl Connection {
                 self.send_accept = true;
                 self.last_received = now;
                 self.last_sent = now;
-                self.events
+                lent(&mut self.lent)
+                    .events
                     .push_back(Event::ConnectionEstablished { id: self.id });
             }
             HandshakeDecision::Accept { reply } => {
@@ -154,10 +156,12 @@ impl Connection {
 
     /// Acceptor: refuses the connection; retries get the same `Reject` for the linger time.
     pub(crate) fn refuse(&mut self, now: Instant, reason: DisconnectReason, payload: Vec<u8>) {
-        self.events.push_back(Event::FailedToConnect {
-            id: self.id,
-            reason,
-        });
+        lent(&mut self.lent)
+            .events
+            .push_back(Event::FailedToConnect {
+                id: self.id,
+                reason,
+            });
         self.phase = Phase::Refused {
             reason,
             payload,
@@ -214,9 +218,10 @@ impl Connection {
         if self.ack_ranges.contains(pn) || self.ack_ranges.is_too_old(pn) {
             return Err(DropReason::Duplicate);
         }
-        let mut frames = std::mem::take(&mut self.scratch_frames);
-        let mut ranges = std::mem::take(&mut self.scratch_ranges);
-        let mut seqs = std::mem::take(&mut self.scratch_seqs);
+        let s = lent(&mut self.lent);
+        let mut frames = std::mem::take(&mut s.frames);
+        let mut ranges = std::mem::take(&mut s.ranges);
+        let mut seqs = std::mem::take(&mut s.seqs);
         let result = self.parse_and_apply(
             now,
             pn,
@@ -227,9 +232,10 @@ impl Connection {
             &mut seqs,
             arena,
         );
-        self.scratch_frames = frames;
-        self.scratch_ranges = ranges;
-        self.scratch_seqs = seqs;
+        let s = lent(&mut self.lent);
+        s.frames = frames;
+        s.ranges = ranges;
+        s.seqs = seqs;
         result
     }
 
@@ -363,10 +369,10 @@ impl Connection {
             match frame {
                 Frame::Ping | Frame::ImmediateAck => {}
                 Frame::Ack(ack) => {
-                    self.outcome.clear();
+                    let outcome = &mut lent(&mut self.lent).outcome;
+                    outcome.clear();
                     let delay = Duration::from_micros(ack.ack_delay_us);
-                    self.tc
-                        .on_ack_received(now, ranges, delay, &mut self.outcome);
+                    self.tc.on_ack_received(now, ranges, delay, outcome);
                     self.process_outcome();
                     self.poll_rate_change();
                 }
@@ -420,7 +426,7 @@ impl Connection {
             fragment: fragment.map(|(index, count)| FragmentInfo { index, count }),
             payload,
         };
-        let delivered = &mut self.delivered;
+        let delivered = &mut lent(&mut self.lent).delivered;
         let mut deliver = |payload: Bytes, reliable: bool| {
             delivered.push_back(Message {
                 channel: key.channel,
@@ -452,7 +458,7 @@ impl Connection {
     fn on_peer_disconnect(&mut self, now: Instant, reason: DisconnectReason) {
         match self.phase {
             Phase::Connected => {
-                self.events.push_back(Event::Disconnect {
+                lent(&mut self.lent).events.push_back(Event::Disconnect {
                     id: self.id,
                     reason,
                 });
