@@ -40,12 +40,10 @@ fn bottleneck(kbps: u64, loss: f64) -> LinkConfig {
 
 fn config(congestion_control: CongestionControl) -> EndpointConfig {
     EndpointConfig {
-        traffic_control: Arc::new(DefaultTrafficControlFactory {
-            config: TrafficConfig {
-                congestion_control,
-                ..TrafficConfig::default()
-            },
-        }),
+        traffic_control: Arc::new(DefaultTrafficControlFactory::new(TrafficConfig {
+            congestion_control,
+            ..TrafficConfig::default()
+        })),
         ..EndpointConfig::default()
     }
 }

@@ -36,6 +36,7 @@
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::congestion::{AckSummary, Controller, FixedWindow};
@@ -106,11 +107,21 @@ impl Default for TrafficConfig {
     }
 }
 
-/// Creates a [`DefaultTrafficControl`] per connection, all with the same configuration.
+/// Creates a [`DefaultTrafficControl`] per connection, all with the same configuration (shared,
+/// not copied: an idle connection should hold little).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DefaultTrafficControlFactory {
     /// Configuration of every traffic control created.
-    pub config: TrafficConfig,
+    pub config: Arc<TrafficConfig>,
+}
+
+impl DefaultTrafficControlFactory {
+    /// A factory of traffic controls with `config`.
+    pub fn new(config: TrafficConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
 }
 
 impl TrafficControlFactory for DefaultTrafficControlFactory {
@@ -118,7 +129,7 @@ impl TrafficControlFactory for DefaultTrafficControlFactory {
         Box::new(DefaultTrafficControl::new(
             now,
             max_datagram_size,
-            self.config.clone(),
+            Arc::clone(&self.config),
         ))
     }
 }
@@ -195,7 +206,7 @@ struct RateReport {
 /// with pacing (docs/traffic-control.md; see the [module docs](self)).
 #[derive(Debug)]
 pub struct DefaultTrafficControl {
-    config: TrafficConfig,
+    config: Arc<TrafficConfig>,
     max_datagram_size: usize,
     rtt: RttEstimator,
     controller: Box<dyn Controller>,
@@ -263,7 +274,12 @@ impl DefaultTrafficControl {
     /// A traffic control for a connection created at `now` whose datagrams are at most
     /// `max_datagram_size` bytes (it sizes the initial and the smallest window, and the pacing
     /// burst).
-    pub fn new(now: Instant, max_datagram_size: usize, config: TrafficConfig) -> Self {
+    pub fn new(
+        now: Instant,
+        max_datagram_size: usize,
+        config: impl Into<Arc<TrafficConfig>>,
+    ) -> Self {
+        let config: Arc<TrafficConfig> = config.into();
         let controller: Box<dyn Controller> = match config.congestion_control {
             CongestionControl::Model => Box::new(Model::new(
                 now,
