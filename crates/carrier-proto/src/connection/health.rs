@@ -10,7 +10,8 @@ use crate::DisconnectReason;
 /// How often the RTT and loss of a connection are checked.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Health bookkeeping of one connection.
+/// Health bookkeeping of one connection, boxed and created on first use: only connections of
+/// an endpoint with disconnect thresholds or a receive packet-rate limit have one.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     next_check: Option<Instant>,
@@ -24,14 +25,19 @@ pub(crate) struct Health {
     /// Receive packet-rate window.
     rate_window: Option<Instant>,
     rate_count: u32,
-    /// Set when the connection timeout fired (the endpoint then evaluates the others).
-    timed_out: bool,
+}
+
+/// The health bookkeeping, created on first use.
+fn health(h: &mut Option<Box<Health>>) -> &mut Health {
+    h.get_or_insert_with(Box::default)
 }
 
 impl Connection {
     /// Starts the periodic checks once the connection is established.
     pub(crate) fn start_health_checks(&mut self, now: Instant) {
-        self.health.next_check = Some(now + CHECK_INTERVAL);
+        if self.config.disconnect_thresholds.is_some() {
+            health(&mut self.health).next_check = Some(now + CHECK_INTERVAL);
+        }
     }
 
     /// The next health check, if detection applies.
@@ -39,7 +45,10 @@ impl Connection {
         let active = self.timeouts_enabled
             && self.config.disconnect_thresholds.is_some()
             && matches!(self.phase, Phase::Connected);
-        self.health.next_check.filter(|_| active)
+        self.health
+            .as_ref()
+            .and_then(|h| h.next_check)
+            .filter(|_| active)
     }
 
     /// Runs the check if it is due: RTT and loss against the thresholds, sustained over the
@@ -51,32 +60,32 @@ impl Connection {
         if now < due {
             return;
         }
-        self.health.next_check = Some(now + CHECK_INTERVAL);
         let Some(thresholds) = self.config.disconnect_thresholds else {
             return;
         };
         let lifetime = self.tc.statistics(now).lifetime;
-        let acked = lifetime.packets_acked.saturating_sub(self.health.acked);
-        let lost = lifetime.packets_lost.saturating_sub(self.health.lost);
-        self.health.acked = lifetime.packets_acked;
-        self.health.lost = lifetime.packets_lost;
+        let h = health(&mut self.health);
+        h.next_check = Some(now + CHECK_INTERVAL);
+        let acked = lifetime.packets_acked.saturating_sub(h.acked);
+        let lost = lifetime.packets_lost.saturating_sub(h.lost);
+        h.acked = lifetime.packets_acked;
+        h.lost = lifetime.packets_lost;
         let decided = acked + lost;
-        self.health.last_loss =
-            (decided >= thresholds.min_packets).then(|| lost as f32 / decided as f32);
+        h.last_loss = (decided >= thresholds.min_packets).then(|| lost as f32 / decided as f32);
         if self.is_unhealthy(1.0) {
-            let since = *self.health.bad_since.get_or_insert(now);
+            let since = *health(&mut self.health).bad_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= thresholds.window {
                 let rtt = self.tc.rtt().smoothed;
                 tracing::debug!(
                     id = %self.id,
                     ?rtt,
-                    loss = ?self.health.last_loss,
+                    loss = ?self.health.as_ref().and_then(|h| h.last_loss),
                     "RTT or loss above the disconnect thresholds"
                 );
                 self.close(now, DisconnectReason::BadConnection);
             }
         } else {
-            self.health.bad_since = None;
+            health(&mut self.health).bad_since = None;
         }
     }
 
@@ -87,7 +96,11 @@ impl Connection {
         };
         let rtt = self.tc.rtt();
         let rtt_bad = rtt.has_samples && rtt.smoothed > t.rtt.mul_f32(factor);
-        let loss_bad = self.health.last_loss.is_some_and(|l| l > t.loss * factor);
+        let loss_bad = self
+            .health
+            .as_ref()
+            .and_then(|h| h.last_loss)
+            .is_some_and(|l| l > t.loss * factor);
         rtt_bad || loss_bad
     }
 
@@ -107,12 +120,12 @@ impl Connection {
 
     /// Records that the connection timeout fired.
     pub(crate) fn mark_timed_out(&mut self) {
-        self.health.timed_out = true;
+        self.timed_out = true;
     }
 
     /// Whether the connection timeout fired since the last call.
     pub(crate) fn take_timed_out(&mut self) -> bool {
-        std::mem::take(&mut self.health.timed_out)
+        std::mem::take(&mut self.timed_out)
     }
 
     /// Counts one received datagram against the receive packet-rate limit; false when it
@@ -121,15 +134,15 @@ impl Connection {
         let Some(limit) = self.config.receive_packet_limit else {
             return true;
         };
-        let fresh = self
-            .health
+        let h = health(&mut self.health);
+        let fresh = h
             .rate_window
             .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1));
         if fresh {
-            self.health.rate_window = Some(now);
-            self.health.rate_count = 0;
+            h.rate_window = Some(now);
+            h.rate_count = 0;
         }
-        self.health.rate_count = self.health.rate_count.saturating_add(1);
-        self.health.rate_count <= limit
+        h.rate_count = h.rate_count.saturating_add(1);
+        h.rate_count <= limit
     }
 }

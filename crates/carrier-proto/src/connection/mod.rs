@@ -171,7 +171,10 @@ pub struct Connection {
     send_accept: bool,
     disconnect_due: bool,
     last_security_event: Option<Instant>,
-    health: health::Health,
+    /// Health bookkeeping, only with disconnect thresholds or a packet-rate limit.
+    health: Option<Box<health::Health>>,
+    /// Set when the connection timeout fired (the endpoint then evaluates the others).
+    timed_out: bool,
     /// The endpoint's scratch buffers while it calls this connection ([`Scratch`]); `None`
     /// between calls, unless something was queued outside a call (then its own, see [`lent`]).
     lent: Option<Box<Scratch>>,
@@ -262,7 +265,8 @@ impl Connection {
             send_accept: false,
             disconnect_due: false,
             last_security_event: None,
-            health: health::Health::default(),
+            health: None,
+            timed_out: false,
             lent: None,
             scheduled: None,
             in_ready: false,
