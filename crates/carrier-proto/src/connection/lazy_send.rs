@@ -2,12 +2,12 @@
 //!
 //! [`SendState`] (the priority queues, the retransmission queues and the streams' numbering) is
 //! some 340 bytes that a connection which never sends a message does not need: a game server's
-//! idle or receive-only connections are the common case. [`LazySend`] keeps only the parameters
-//! the send side is configured with and boxes a `SendState` on the first `enqueue`; until then it
-//! answers as an empty send side would. It offers the `SendState` methods the connection uses,
+//! idle or receive-only connections are the common case. [`LazySend`] is one pointer: it boxes a
+//! `SendState` on the first `enqueue`, built by the connection from its configuration and agreed
+//! limits (so nothing is stored twice); until then it answers as an empty send side would. It offers the `SendState` methods the connection uses,
 //! with the same meaning.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -17,41 +17,17 @@ use crate::send::{Filled, ReliableFrame, SendState};
 use crate::wire::Writer;
 
 /// A [`SendState`] created on first use (module docs).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct LazySend {
     state: Option<Box<SendState>>,
-    /// First sequence number of every stream.
-    initial: u64,
-    /// The last `configure` call (peer window, fragment size), applied on creation.
-    configured: Option<(usize, usize)>,
-    /// The last `set_unreliable_ttl` value, applied on creation.
-    unreliable_ttl: Option<Duration>,
 }
 
 impl LazySend {
-    /// An empty send side whose streams start at `initial`.
-    pub(crate) fn new(initial: u64) -> Self {
-        LazySend {
-            state: None,
-            initial,
-            configured: None,
-            unreliable_ttl: None,
-        }
-    }
-
-    /// See [`SendState::configure`].
+    /// See [`SendState::configure`]; a send side created later is built with the new values
+    /// by its `create` function (see [`enqueue`](Self::enqueue)).
     pub(crate) fn configure(&mut self, peer_window: usize, fragment_size: usize) {
-        self.configured = Some((peer_window, fragment_size));
         if let Some(s) = &mut self.state {
             s.configure(peer_window, fragment_size);
-        }
-    }
-
-    /// See [`SendState::set_unreliable_ttl`].
-    pub(crate) fn set_unreliable_ttl(&mut self, ttl: Duration) {
-        self.unreliable_ttl = Some(ttl);
-        if let Some(s) = &mut self.state {
-            s.set_unreliable_ttl(ttl);
         }
     }
 
@@ -75,7 +51,7 @@ impl LazySend {
         self.state.as_ref().is_some_and(|s| s.has_pending())
     }
 
-    /// See [`SendState::enqueue`]; creates the send side on first use.
+    /// See [`SendState::enqueue`]; creates the send side with `create` on first use.
     pub(crate) fn enqueue(
         &mut self,
         key: StreamKey,
@@ -83,17 +59,9 @@ impl LazySend {
         payload: Bytes,
         max_unsplit: usize,
         now: Instant,
+        create: impl FnOnce() -> SendState,
     ) {
-        let state = self.state.get_or_insert_with(|| {
-            let mut s = SendState::new(self.initial, now);
-            if let Some((peer_window, fragment_size)) = self.configured {
-                s.configure(peer_window, fragment_size);
-            }
-            if let Some(ttl) = self.unreliable_ttl {
-                s.set_unreliable_ttl(ttl);
-            }
-            Box::new(s)
-        });
+        let state = self.state.get_or_insert_with(|| Box::new(create()));
         state.enqueue(key, reliable, payload, max_unsplit, now);
     }
 
@@ -134,6 +102,8 @@ impl LazySend {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::{ChannelId, Priority};
 
@@ -141,9 +111,8 @@ mod tests {
     fn nothing_is_allocated_until_the_first_message_and_settings_carry_over() {
         #[allow(clippy::disallowed_methods)] // a test's fixed epoch
         let now = Instant::now();
-        let mut s = LazySend::new(7);
+        let mut s = LazySend::default();
         s.configure(1 << 20, 1000);
-        s.set_unreliable_ttl(Duration::from_millis(50));
         assert!(s.state.is_none());
         assert!(!s.has_pending());
         assert_eq!(
@@ -156,7 +125,12 @@ mod tests {
             channel: ChannelId::new(0),
             priority: Priority::Normal,
         };
-        s.enqueue(key, false, Bytes::from_static(b"hello"), 100, now);
+        s.enqueue(key, false, Bytes::from_static(b"hello"), 100, now, || {
+            let mut state = SendState::new(7, now);
+            state.configure(1 << 20, 1000);
+            state.set_unreliable_ttl(Duration::from_millis(50));
+            state
+        });
         assert!(s.has_pending());
         assert_eq!((s.queued_bytes(), s.queued_messages()), (5, 1));
         // The TTL was applied when the state was created: the message expires after 50 ms.

@@ -22,7 +22,7 @@ use crate::ack::AckRanges;
 use crate::frame::{Frame, MAX_SMALL_MESSAGE_HEADER};
 use crate::packet::{CHECKSUM_LEN, COOKIE_LEN, DATA_HEADER_LEN, Limits};
 use crate::recv::{RecvBudget, RecvStream};
-use crate::send::ReliableFrame;
+use crate::send::{ReliableFrame, SendState};
 use crate::traffic::{AckOutcome, RttEstimate, Statistics, TrafficControl};
 use crate::{
     ConnectionId, DisconnectReason, EndpointConfig, Event, Message, Reliability, SendError,
@@ -237,7 +237,7 @@ impl Connection {
             message_mtu: 0,
             timeouts_enabled: cfg.timeouts_enabled,
             tc,
-            send: LazySend::new(initial),
+            send: LazySend::default(),
             recv: Vec::new(),
             budget: RecvBudget {
                 reliable_used: 0,
@@ -274,7 +274,6 @@ impl Connection {
             config: n.config,
         };
         conn.apply_limits(n.limits);
-        conn.send.set_unreliable_ttl(conn.config.unreliable_ttl);
         conn
     }
 
@@ -284,10 +283,16 @@ impl Connection {
         let datagram = usize::from(limits.max_datagram_size);
         self.message_mtu = message_mtu_for(datagram);
         self.budget.max_message_size = limits.max_message_size as usize;
-        self.send.configure(
-            usize::try_from(limits.receive_window).unwrap_or(usize::MAX),
-            fragment_size_for(datagram),
-        );
+        let (peer_window, fragment_size) = self.send_limits();
+        self.send.configure(peer_window, fragment_size);
+    }
+
+    /// The send side's peer window and fragment size under the agreed limits.
+    fn send_limits(&self) -> (usize, usize) {
+        (
+            usize::try_from(self.limits.receive_window).unwrap_or(usize::MAX),
+            fragment_size_for(usize::from(self.limits.max_datagram_size)),
+        )
     }
 
     /// Borrows the endpoint's scratch buffers before a call. A connection that already holds
@@ -440,12 +445,21 @@ impl Connection {
         payload: Bytes,
     ) -> Result<(), SendError> {
         self.check_send(key, payload.len())?;
+        let (peer_window, fragment_size) = self.send_limits();
+        let (initial, ttl) = (self.config.initial_sequence, self.config.unreliable_ttl);
+        let now = self.clock;
         self.send.enqueue(
             key,
             reliability.is_reliable(),
             payload,
             self.message_mtu,
-            self.clock,
+            now,
+            || {
+                let mut s = SendState::new(initial, now);
+                s.configure(peer_window, fragment_size);
+                s.set_unreliable_ttl(ttl);
+                s
+            },
         );
         Ok(())
     }
