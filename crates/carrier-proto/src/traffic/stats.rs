@@ -140,8 +140,9 @@ pub(super) struct StatsKeeper {
     period_start: Instant,
     /// Counters of the current period.
     current: Pair,
-    /// The last complete period, derived values frozen at its end.
-    last_second: (StatsSet, StatsSet),
+    /// The counters of the last complete period and the RTT at its end, in milliseconds (the
+    /// public sets are derived on demand).
+    last_second: (Pair, f32),
     lifetime: Pair,
 }
 
@@ -152,7 +153,7 @@ impl StatsKeeper {
             thresholds,
             period_start: now,
             current: Pair::default(),
-            last_second: (StatsSet::default(), StatsSet::default()),
+            last_second: (Pair::default(), 0.0),
             lifetime: Pair::default(),
         }
     }
@@ -165,12 +166,12 @@ impl StatsKeeper {
 
     /// What the last second is at `now`, given `rtt_ms` is the RTT now (no sample was taken
     /// since the current period ended, because every event rolls first).
-    fn last_second_at(&self, now: Instant, rtt_ms: f32) -> (StatsSet, StatsSet) {
+    fn last_second_at(&self, now: Instant, rtt_ms: f32) -> (Pair, f32) {
         match self.periods_passed(now) {
             0 => self.last_second,
-            1 => self.current.to_sets(rtt_ms, self.thresholds),
+            1 => (self.current, rtt_ms),
             // The last complete period saw nothing at all.
-            _ => (StatsSet::default(), StatsSet::default()),
+            _ => (Pair::default(), 0.0),
         }
     }
 
@@ -247,7 +248,8 @@ impl StatsKeeper {
 
     /// The public sets as seen at `now` (rolling logically, without changing state).
     pub(super) fn sets(&self, now: Instant, rtt_ms: f32) -> Sets {
-        let (last_second, effective_last_second) = self.last_second_at(now, rtt_ms);
+        let (pair, last_rtt_ms) = self.last_second_at(now, rtt_ms);
+        let (last_second, effective_last_second) = pair.to_sets(last_rtt_ms, self.thresholds);
         let (lifetime, effective_lifetime) = self.lifetime.to_sets(rtt_ms, self.thresholds);
         Sets {
             last_second,
