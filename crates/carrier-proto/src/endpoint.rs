@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -25,6 +25,12 @@ use crate::{
 /// Most stateless replies (challenges, refusals) waiting to be sent; more are dropped.
 const MAX_STATELESS_REPLIES: usize = 256;
 const STATELESS_REPLY_CAP: usize = 32;
+/// Entries the endpoint's output queues keep when they are empty: a burst (many handshakes at
+/// once, a flood of connect requests) does not leave its capacity behind for good.
+const QUEUE_KEEP: usize = 32;
+/// Shortest time between two releases of the output queues' capacity (a steady flow that
+/// outgrows [`QUEUE_KEEP`] regrows its queues at most once per interval).
+const QUEUE_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A datagram to send, written by [`Endpoint::poll_transmit`] at the start of the caller's
 /// buffer.
@@ -118,6 +124,8 @@ pub struct Endpoint {
     due: Vec<ConnectionId>,
     timeouts_enabled: bool,
     shutting_down: bool,
+    /// When the empty output queues may next give back capacity ([`QUEUE_KEEP`]).
+    next_queue_release: Instant,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -171,6 +179,7 @@ impl Endpoint {
             scratch: Some(Box::default()),
             due: Vec::new(),
             shutting_down: false,
+            next_queue_release: now,
         })
     }
 
@@ -577,6 +586,7 @@ impl Endpoint {
     /// Fires every deadline that has passed: retransmissions, acknowledgements, keep-alives,
     /// connect retries and timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.release_queues(now);
         let mut any_closed = false;
         let mut timed_out = false;
         let mut due = std::mem::take(&mut self.due);
@@ -618,6 +628,24 @@ impl Endpoint {
         self.due = due;
         if any_closed {
             self.remove_closed();
+        }
+    }
+
+    /// Gives back what the empty output queues grew to beyond [`QUEUE_KEEP`] entries, at most
+    /// once per [`QUEUE_RELEASE_INTERVAL`].
+    fn release_queues(&mut self, now: Instant) {
+        if now < self.next_queue_release {
+            return;
+        }
+        self.next_queue_release = now + QUEUE_RELEASE_INTERVAL;
+        if self.events.is_empty() {
+            self.events.shrink_to(QUEUE_KEEP);
+        }
+        if self.messages.is_empty() {
+            self.messages.shrink_to(QUEUE_KEEP);
+        }
+        if self.stateless.is_empty() {
+            self.stateless.shrink_to(QUEUE_KEEP);
         }
     }
 
