@@ -191,6 +191,27 @@ struct RecentlyLost {
     delivered: bool,
 }
 
+/// Per ACK being processed: bytes delivered and the smallest per-datagram RTT.
+#[derive(Clone, Copy, Debug, Default)]
+struct PerAck {
+    delivered: usize,
+    min_rtt: Option<Duration>,
+}
+
+impl PerAck {
+    fn rtt_sample(&mut self, sample: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(sample, |m| m.min(sample)));
+    }
+}
+
+/// Datagrams declared lost by the ledger cap, not yet reported.
+#[derive(Debug)]
+struct Evicted {
+    numbers: Vec<u64>,
+    /// When the first of them was evicted (a deadline already due).
+    at: Instant,
+}
+
 /// What [`DefaultTrafficControl::poll_rate_change`] has reported.
 #[derive(Clone, Copy, Debug, Default)]
 struct RateReport {
@@ -214,9 +235,6 @@ pub struct DefaultTrafficControl {
     pacer: Pacer,
     /// Ack-eliciting datagrams declared lost within the last `LOST_MEMORY_RTTS` RTTs, by number.
     recently_lost: VecDeque<RecentlyLost>,
-    /// Per ACK being processed: bytes delivered and the smallest per-datagram RTT.
-    ack_delivered: usize,
-    ack_min_rtt: Option<Duration>,
     rate_report: RateReport,
     /// Sent datagrams in packet-number order. Invariant: empty, or the front is outstanding
     /// (settled entries are marked in place and popped from the front lazily).
@@ -244,9 +262,7 @@ pub struct DefaultTrafficControl {
     loss_time: Option<Instant>,
     /// Numbers declared lost by the ledger cap in `on_datagram_sent` (which has no outcome to
     /// report them in); handed out by the next `on_ack_received` or `on_timeout`.
-    evicted: Vec<u64>,
-    /// When the first of `evicted` was evicted (a deadline already due).
-    evicted_at: Option<Instant>,
+    evicted: Option<Box<Evicted>>,
     stats: StatsKeeper,
 }
 
@@ -302,8 +318,6 @@ impl DefaultTrafficControl {
             delivery: DeliveryRate::new(now),
             pacer: Pacer::default(),
             recently_lost: VecDeque::new(),
-            ack_delivered: 0,
-            ack_min_rtt: None,
             rate_report: RateReport::default(),
             ledger: VecDeque::new(),
             largest_sent: None,
@@ -316,8 +330,7 @@ impl DefaultTrafficControl {
             last_ack_progress: None,
             backoff: 0,
             loss_time: None,
-            evicted: Vec::new(),
-            evicted_at: None,
+            evicted: None,
             stats: StatsKeeper::new(now, thresholds),
             config,
         }
@@ -383,7 +396,7 @@ impl DefaultTrafficControl {
     }
 
     /// Marks ledger entry `idx` acknowledged if it is outstanding; returns it if so.
-    fn mark_acked(&mut self, idx: usize, now: Instant) -> Option<SentDatagram> {
+    fn mark_acked(&mut self, idx: usize, now: Instant, ack: &mut PerAck) -> Option<SentDatagram> {
         let entry = self.ledger.get_mut(idx)?;
         if entry.fate != Fate::Outstanding {
             return None;
@@ -400,7 +413,7 @@ impl DefaultTrafficControl {
         }
         self.stats.on_acked(&sent);
         if let Some(snapshot) = delivery {
-            self.on_delivered(now, sent.size, sent.time_sent, sent.lazy_ack, snapshot);
+            self.on_delivered(now, sent.size, sent.time_sent, sent.lazy_ack, snapshot, ack);
         }
         Some(sent)
     }
@@ -451,8 +464,9 @@ impl DefaultTrafficControl {
 
     /// Hands out the numbers the ledger cap declared lost.
     fn flush_evicted(&mut self, lost: &mut Vec<u64>) {
-        lost.append(&mut self.evicted);
-        self.evicted_at = None;
+        if let Some(mut e) = self.evicted.take() {
+            lost.append(&mut e.numbers);
+        }
     }
 
     /// Packet- and time-threshold loss detection (docs/protocol.md §13), then re-arms the loss
@@ -524,12 +538,12 @@ impl DefaultTrafficControl {
         time_sent: Instant,
         lazy_ack: bool,
         snapshot: DeliverySnapshot,
+        ack: &mut PerAck,
     ) {
         self.delivery.on_delivered(now, size, time_sent, snapshot);
-        self.ack_delivered = self.ack_delivered.saturating_add(size);
+        ack.delivered = ack.delivered.saturating_add(size);
         if !lazy_ack {
-            let sample = now.saturating_duration_since(time_sent);
-            self.ack_min_rtt = Some(self.ack_min_rtt.map_or(sample, |m| m.min(sample)));
+            ack.rtt_sample(now.saturating_duration_since(time_sent));
         }
     }
 
@@ -578,7 +592,7 @@ impl DefaultTrafficControl {
     }
 
     /// Datagrams of `start..=end` declared lost recently and acknowledged now: spurious losses.
-    fn detect_spurious(&mut self, now: Instant, start: u64, end: u64) {
+    fn detect_spurious(&mut self, now: Instant, start: u64, end: u64, ack: &mut PerAck) {
         let mut idx = self.recently_lost.partition_point(|e| e.number < start);
         while let Some(e) = self.recently_lost.get(idx).copied()
             && e.number <= end
@@ -590,7 +604,7 @@ impl DefaultTrafficControl {
                 self.controller.on_spurious_loss(now, e.size);
                 // It was delivered after all: the statistics count it acknowledged, not lost.
                 self.stats.on_spurious_loss(e.size, e.payload_bytes);
-                self.on_delivered(now, e.size, e.time_sent, e.lazy_ack, e.delivery);
+                self.on_delivered(now, e.size, e.time_sent, e.lazy_ack, e.delivery, ack);
             }
             idx += 1;
         }
@@ -647,8 +661,15 @@ impl TrafficControl for DefaultTrafficControl {
         let cap = self.config.max_tracked_datagrams.max(1);
         while self.ledger.len() >= cap {
             if let Some(number) = self.mark_lost(0, now) {
-                self.evicted.push(number);
-                self.evicted_at.get_or_insert(now);
+                self.evicted
+                    .get_or_insert_with(|| {
+                        Box::new(Evicted {
+                            numbers: Vec::new(),
+                            at: now,
+                        })
+                    })
+                    .numbers
+                    .push(number);
             }
             self.ledger.pop_front();
             self.pop_settled();
@@ -704,8 +725,7 @@ impl TrafficControl for DefaultTrafficControl {
         let lost_from = outcome.lost.len();
         self.flush_evicted(&mut outcome.lost);
         self.expire_lost(now);
-        self.ack_delivered = 0;
-        self.ack_min_rtt = None;
+        let mut ack = PerAck::default();
 
         // The largest number this ACK acknowledges (never above the largest sent, whatever the
         // caller validated).
@@ -726,13 +746,13 @@ impl TrafficControl for DefaultTrafficControl {
         for range in ranges.iter().rev() {
             let (start, end) = (*range.start(), *range.end());
             if !self.recently_lost.is_empty() {
-                self.detect_spurious(now, start, end);
+                self.detect_spurious(now, start, end, &mut ack);
             }
             let mut idx = self.ledger.partition_point(|e| e.sent.number < start);
             while let Some(entry) = self.ledger.get(idx)
                 && entry.sent.number <= end
             {
-                if let Some(sent) = self.mark_acked(idx, now) {
+                if let Some(sent) = self.mark_acked(idx, now, &mut ack) {
                     outcome.acked.push(sent.number);
                     any_eliciting |= sent.ack_eliciting;
                     if sent.number == ack_largest {
@@ -762,7 +782,7 @@ impl TrafficControl for DefaultTrafficControl {
                     .saturating_sub(ack_delay.min(MAX_LAZY_ACK_DELAY))
                     .max(Duration::from_micros(1).min(raw));
                 self.rtt.update(corrected, Duration::ZERO);
-                self.ack_min_rtt = Some(self.ack_min_rtt.map_or(corrected, |m| m.min(corrected)));
+                ack.rtt_sample(corrected);
             } else {
                 // A peer cannot report more delay than it promised (docs/protocol.md §13).
                 self.rtt
@@ -781,9 +801,9 @@ impl TrafficControl for DefaultTrafficControl {
 
         let min_rtt = self.rtt.has_samples().then(|| self.rtt.estimate().min);
         let summary = AckSummary {
-            acked_bytes: self.ack_delivered,
+            acked_bytes: ack.delivered,
             sample: self.delivery.finish(min_rtt),
-            rtt_sample: self.ack_min_rtt,
+            rtt_sample: ack.min_rtt,
             bytes_in_flight: self.bytes_in_flight,
             delivered: self.delivery.delivered(),
         };
@@ -807,7 +827,7 @@ impl TrafficControl for DefaultTrafficControl {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let evicted = self.evicted_at.filter(|_| !self.evicted.is_empty());
+        let evicted = self.evicted.as_ref().map(|e| e.at);
         [evicted, self.loss_time, self.rto_deadline()]
             .into_iter()
             .flatten()
@@ -843,7 +863,6 @@ impl TrafficControl for DefaultTrafficControl {
         // Room for one entry stays: an idle connection's keep-alive then allocates nothing.
         self.ledger.shrink_to(1);
         self.recently_lost.shrink_to_fit();
-        self.evicted.shrink_to_fit();
     }
 
     fn rtt(&self) -> RttEstimate {
