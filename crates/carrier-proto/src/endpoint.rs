@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
-use crate::connection::{Connection, NewConnection, Phase, Scratch, Side};
+use crate::connection::{Connecting, Connection, NewConnection, Phase, Scratch, Side};
 use crate::cookie::CookieKey;
 use crate::handshake::{DefaultHandshake, Handshake, MAX_HANDSHAKE_PAYLOAD};
 use crate::packet::{self, COOKIE_LEN, Challenge, ConnectRequest, Limits, Packet, Reject};
@@ -259,13 +259,13 @@ impl Endpoint {
             now,
             config: Arc::clone(&self.config),
             limits: self.own_limits(),
-            phase: Phase::Connecting {
+            phase: Phase::Connecting(Box::new(Connecting {
                 cookie: [0; COOKIE_LEN],
                 next_retry: now,
                 retries: 0,
                 deadline: now + timeout,
                 payload,
-            },
+            })),
         });
         tracing::debug!(%id, %addr, "connecting");
         Ok(self.insert(conn))

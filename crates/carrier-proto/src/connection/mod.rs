@@ -83,14 +83,9 @@ pub enum Side {
 
 #[derive(Debug)]
 pub(crate) enum Phase {
-    /// Initiator waiting for `Accept` (docs/protocol.md §4).
-    Connecting {
-        cookie: [u8; COOKIE_LEN],
-        next_retry: Instant,
-        retries: u32,
-        deadline: Instant,
-        payload: Vec<u8>,
-    },
+    /// Initiator waiting for `Accept` (docs/protocol.md §4). Boxed: the largest state, and
+    /// a short one.
+    Connecting(Box<Connecting>),
     /// Acceptor whose handshake answered Pending.
     Accepting {
         deadline: Instant,
@@ -114,6 +109,16 @@ pub(crate) enum Phase {
         send_now: bool,
     },
     Closed,
+}
+
+/// The state of an initiator waiting for `Accept` ([`Phase::Connecting`]).
+#[derive(Debug)]
+pub(crate) struct Connecting {
+    pub(crate) cookie: [u8; COOKIE_LEN],
+    pub(crate) next_retry: Instant,
+    pub(crate) retries: u32,
+    pub(crate) deadline: Instant,
+    pub(crate) payload: Vec<u8>,
 }
 
 /// What one sent packet carried that matters after it is acknowledged or lost.
@@ -337,7 +342,7 @@ impl Connection {
     /// The state the application sees.
     pub fn state(&self) -> ConnectionState {
         match self.phase {
-            Phase::Connecting { .. } | Phase::Accepting { .. } => ConnectionState::Connecting,
+            Phase::Connecting(_) | Phase::Accepting { .. } => ConnectionState::Connecting,
             Phase::Connected => ConnectionState::Connected,
             Phase::Closing { .. } | Phase::Draining { .. } | Phase::Refused { .. } => {
                 ConnectionState::Disconnecting
@@ -500,7 +505,7 @@ impl Connection {
             }
             // A pending incoming connection: tell the initiator instead of letting it retry.
             Phase::Accepting { .. } => self.refuse(now, reason, Vec::new()),
-            Phase::Connecting { .. } => {
+            Phase::Connecting(_) => {
                 lent(&mut self.lent)
                     .events
                     .push_back(Event::FailedToConnect {
@@ -542,14 +547,10 @@ impl Connection {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let mut t = Deadline::default();
         match &self.phase {
-            Phase::Connecting {
-                next_retry,
-                deadline,
-                ..
-            } => {
-                t.add(Some(*next_retry));
+            Phase::Connecting(c) => {
+                t.add(Some(c.next_retry));
                 if self.timeouts_enabled {
-                    t.add(Some(*deadline));
+                    t.add(Some(c.deadline));
                 }
             }
             Phase::Accepting { deadline } => {
@@ -589,7 +590,11 @@ impl Connection {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
         match &mut self.phase {
-            Phase::Connecting { deadline, .. } | Phase::Accepting { deadline } => {
+            Phase::Connecting(c) if self.timeouts_enabled && now >= c.deadline => {
+                self.fail(DisconnectReason::HandshakeTimeout);
+            }
+            Phase::Connecting(_) => {}
+            Phase::Accepting { deadline } => {
                 if self.timeouts_enabled && now >= *deadline {
                     self.fail(DisconnectReason::HandshakeTimeout);
                 }

@@ -41,11 +41,9 @@ impl Connection {
         ch: &Challenge,
     ) -> Result<(), DropReason> {
         match &mut self.phase {
-            Phase::Connecting {
-                cookie, next_retry, ..
-            } if ch.initiator_id == self.local_wire_id => {
-                *cookie = ch.cookie;
-                *next_retry = now;
+            Phase::Connecting(c) if ch.initiator_id == self.local_wire_id => {
+                c.cookie = ch.cookie;
+                c.next_retry = now;
                 Ok(())
             }
             _ => Err(DropReason::Unexpected),
@@ -62,7 +60,7 @@ impl Connection {
         if acc.initiator_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
         }
-        if !matches!(self.phase, Phase::Connecting { .. }) {
+        if !matches!(self.phase, Phase::Connecting(_)) {
             // A repeated Accept after we connected: harmless.
             return if acc.acceptor_id == self.remote_wire_id {
                 Ok(())
@@ -110,7 +108,7 @@ impl Connection {
         if rej.initiator_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
         }
-        if !matches!(self.phase, Phase::Connecting { .. }) {
+        if !matches!(self.phase, Phase::Connecting(_)) {
             return Err(DropReason::Unexpected);
         }
         let reason = DisconnectReason::from_code(rej.reason);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{ACK_ROOM, Connection, Phase, SentRecord};
+use super::{ACK_ROOM, Connecting, Connection, Phase, SentRecord};
 
 /// The RTT probe interval in keep-alive intervals (docs/protocol.md §12).
 const RTT_PROBE_FACTOR: u32 = 5;
@@ -20,13 +20,14 @@ impl Connection {
     pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         self.clock = self.clock.max(now);
         match &mut self.phase {
-            Phase::Connecting {
-                cookie,
-                next_retry,
-                retries,
-                payload,
-                ..
-            } => {
+            Phase::Connecting(c) => {
+                let Connecting {
+                    cookie,
+                    next_retry,
+                    retries,
+                    payload,
+                    ..
+                } = &mut **c;
                 if now < *next_retry {
                     return None;
                 }
