@@ -213,8 +213,7 @@ enum Mode {
 #[derive(Clone, Debug)]
 pub(super) struct Model {
     max_datagram_size: usize,
-    initial_window: usize,
-    min_window: usize,
+    /// At least [`min_window`](Self::min_window).
     max_window: usize,
     /// RTT assumed before the first sample (sizes the first pacing rate).
     initial_rtt: Duration,
@@ -279,6 +278,16 @@ pub(super) struct Model {
 }
 
 impl Model {
+    /// The smallest window: [`MIN_WINDOW_DATAGRAMS`] datagrams.
+    fn min_window(&self) -> usize {
+        MIN_WINDOW_DATAGRAMS.saturating_mul(self.max_datagram_size)
+    }
+
+    /// The window before the first estimate (RFC 9002), within the smallest and largest.
+    fn initial_window(&self) -> usize {
+        initial_window(self.max_datagram_size).clamp(self.min_window(), self.max_window)
+    }
+
     /// A controller for datagrams of at most `max_datagram_size` bytes, a window of at most
     /// `max_window` bytes, created at `now`.
     pub(super) fn new(
@@ -293,8 +302,6 @@ impl Model {
         let initial_window = initial_window(size).clamp(min_window, max_window);
         let mut model = Self {
             max_datagram_size: size,
-            initial_window,
-            min_window,
             max_window,
             initial_rtt,
             created: now,
@@ -362,7 +369,7 @@ impl Model {
             Some(bdp) => bdp
                 .saturating_add(CWND_EXTRA_DATAGRAMS * self.max_datagram_size)
                 .saturating_add(self.aggregation_allowance()),
-            None => self.initial_window,
+            None => self.initial_window(),
         }
     }
 
@@ -418,8 +425,8 @@ impl Model {
             )
         });
         bdp.filter(|&b| b > 0)
-            .unwrap_or(self.initial_window)
-            .max(self.min_window)
+            .unwrap_or(self.initial_window())
+            .max(self.min_window())
     }
 
     fn queue_delay_threshold(&self, min_rtt: Duration) -> Duration {
@@ -451,13 +458,13 @@ impl Model {
         let target = self.target_window(self.cwnd_gain);
         if self.filled_pipe {
             self.cwnd = self.cwnd.saturating_add(acked).min(target);
-        } else if self.cwnd < target || self.delivered < self.initial_window as u64 {
+        } else if self.cwnd < target || self.delivered < self.initial_window() as u64 {
             self.cwnd = self.cwnd.saturating_add(acked);
         }
         if self.mode == Mode::ProbeRtt {
             self.cwnd = self.cwnd.min(self.probe_rtt_window());
         }
-        self.cwnd = self.cwnd.clamp(self.min_window, self.max_window);
+        self.cwnd = self.cwnd.clamp(self.min_window(), self.max_window);
     }
 
     fn enter_probe_bw(&mut self, now: Instant) {
@@ -748,7 +755,7 @@ impl Controller for Model {
 
     fn on_retransmission_timeout(&mut self, _now: Instant) {
         self.prior_cwnd = self.prior_cwnd.max(self.cwnd);
-        self.cwnd = self.min_window;
+        self.cwnd = self.min_window();
     }
 
     fn window(&self) -> usize {
