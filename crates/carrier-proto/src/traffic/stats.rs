@@ -7,74 +7,107 @@
 //! complete period, and the lifetime. Periods are aligned to the creation instant of the
 //! connection: period `k` is `[start + k s, start + (k + 1) s)`. When `now` crosses a period
 //! boundary the current counters become the last second's; if more than one boundary was crossed,
-//! the last complete period saw nothing and the last second is all zeros. The derived values (RTT,
-//! loss ratio, connection factor) of the last second are frozen when it ends.
+//! the last complete period saw nothing and the last second is all zeros. The last second keeps its
+//! counters and the RTT at its end; its derived values (loss ratio, connection factor) follow from
+//! them. The counters of one-second periods are `u32` (saturating: 4 GiB or 4 G datagrams per
+//! second), the lifetime's `u64`.
 
 use std::time::{Duration, Instant};
 
 use super::{SentDatagram, StatsSet};
 
-/// `usize` byte count as `u64` (saturating on exotic targets).
-fn wide(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
+/// A saturating counter: `u64` for the lifetime, `u32` for one-second periods (4 GiB or 4 G
+/// packets per second saturate, far beyond what a connection carries; half the memory).
+trait Count: Copy + Default + PartialEq + Eq + std::fmt::Debug {
+    /// `self + n`, saturating.
+    fn plus(self, n: usize) -> Self;
+    /// `self - 1`, saturating.
+    fn minus_one(self) -> Self;
+    fn wide(self) -> u64;
+}
+
+impl Count for u64 {
+    fn plus(self, n: usize) -> Self {
+        self.saturating_add(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+    fn minus_one(self) -> Self {
+        self.saturating_sub(1)
+    }
+    fn wide(self) -> u64 {
+        self
+    }
+}
+
+impl Count for u32 {
+    fn plus(self, n: usize) -> Self {
+        self.saturating_add(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+    fn minus_one(self) -> Self {
+        self.saturating_sub(1)
+    }
+    fn wide(self) -> u64 {
+        u64::from(self)
+    }
 }
 
 /// Raw counters of one kind over one span.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counters {
-    bytes_sent: u64,
-    bytes_received: u64,
-    bytes_resent: u64,
-    bytes_acked: u64,
-    packets_sent: u64,
-    packets_received: u64,
-    packets_lost: u64,
-    packets_acked: u64,
+struct Counters<C: Count> {
+    bytes_sent: C,
+    bytes_received: C,
+    bytes_resent: C,
+    bytes_acked: C,
+    packets_sent: C,
+    packets_received: C,
+    packets_lost: C,
+    packets_acked: C,
 }
 
-impl Counters {
+impl<C: Count> Counters<C> {
     fn sent(&mut self, bytes: usize, resent: usize) {
-        self.bytes_sent = self.bytes_sent.saturating_add(wide(bytes));
-        self.bytes_resent = self.bytes_resent.saturating_add(wide(resent));
-        self.packets_sent = self.packets_sent.saturating_add(1);
+        self.bytes_sent = self.bytes_sent.plus(bytes);
+        self.bytes_resent = self.bytes_resent.plus(resent);
+        self.packets_sent = self.packets_sent.plus(1);
     }
 
     fn received(&mut self, bytes: usize) {
-        self.bytes_received = self.bytes_received.saturating_add(wide(bytes));
-        self.packets_received = self.packets_received.saturating_add(1);
+        self.bytes_received = self.bytes_received.plus(bytes);
+        self.packets_received = self.packets_received.plus(1);
     }
 
     fn acked(&mut self, bytes: usize) {
-        self.bytes_acked = self.bytes_acked.saturating_add(wide(bytes));
-        self.packets_acked = self.packets_acked.saturating_add(1);
+        self.bytes_acked = self.bytes_acked.plus(bytes);
+        self.packets_acked = self.packets_acked.plus(1);
     }
 
     fn lost(&mut self) {
-        self.packets_lost = self.packets_lost.saturating_add(1);
+        self.packets_lost = self.packets_lost.plus(1);
     }
 
     fn unlost(&mut self) {
-        self.packets_lost = self.packets_lost.saturating_sub(1);
+        self.packets_lost = self.packets_lost.minus_one();
     }
 
     /// The public set, with the derived values computed from these counters.
     fn to_set(self, rtt_ms: f32, thresholds: Thresholds) -> StatsSet {
-        let decided = self.packets_lost.saturating_add(self.packets_acked);
+        let packets_lost = self.packets_lost.wide();
+        let packets_acked = self.packets_acked.wide();
+        let decided = packets_lost.saturating_add(packets_acked);
         let packet_loss = if decided == 0 {
             0.0
         } else {
             // Ratio of two counters; f32 precision is plenty for a statistic.
-            self.packets_lost as f32 / decided as f32
+            packets_lost as f32 / decided as f32
         };
         StatsSet {
-            bytes_sent: self.bytes_sent,
-            bytes_received: self.bytes_received,
-            bytes_resent: self.bytes_resent,
-            bytes_acked: self.bytes_acked,
-            packets_sent: self.packets_sent,
-            packets_received: self.packets_received,
-            packets_lost: self.packets_lost,
-            packets_acked: self.packets_acked,
+            bytes_sent: self.bytes_sent.wide(),
+            bytes_received: self.bytes_received.wide(),
+            bytes_resent: self.bytes_resent.wide(),
+            bytes_acked: self.bytes_acked.wide(),
+            packets_sent: self.packets_sent.wide(),
+            packets_received: self.packets_received.wide(),
+            packets_lost,
+            packets_acked,
             rtt_ms,
             packet_loss,
             connection_factor: thresholds.factor(rtt_ms, packet_loss),
@@ -109,12 +142,56 @@ impl Thresholds {
 
 /// Both kinds of counters over one span.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Pair {
-    all: Counters,
-    effective: Counters,
+struct Pair<C: Count> {
+    all: Counters<C>,
+    effective: Counters<C>,
 }
 
-impl Pair {
+impl<C: Count> Pair<C> {
+    /// A datagram was sent.
+    fn on_sent(&mut self, sent: &SentDatagram) {
+        self.all.sent(sent.size, sent.resent_payload_bytes);
+        if sent.payload_bytes > 0 {
+            self.effective
+                .sent(sent.payload_bytes, sent.resent_payload_bytes);
+        }
+    }
+
+    /// A datagram was acknowledged for the first time.
+    fn on_acked(&mut self, sent: &SentDatagram) {
+        self.all.acked(sent.size);
+        if sent.payload_bytes > 0 {
+            self.effective.acked(sent.payload_bytes);
+        }
+    }
+
+    /// A datagram was declared lost.
+    fn on_lost(&mut self, sent: &SentDatagram) {
+        self.all.lost();
+        if sent.payload_bytes > 0 {
+            self.effective.lost();
+        }
+    }
+
+    /// A datagram declared lost was acknowledged after all (reordering): take the loss back.
+    /// A loss counted in an earlier period stays there; the acknowledgement counts now.
+    fn on_spurious_loss(&mut self, size: usize, payload_bytes: usize) {
+        self.all.unlost();
+        self.all.acked(size);
+        if payload_bytes > 0 {
+            self.effective.unlost();
+            self.effective.acked(payload_bytes);
+        }
+    }
+
+    /// A datagram was received.
+    fn on_received(&mut self, size: usize, payload_bytes: usize) {
+        self.all.received(size);
+        if payload_bytes > 0 {
+            self.effective.received(payload_bytes);
+        }
+    }
+
     fn to_sets(self, rtt_ms: f32, thresholds: Thresholds) -> (StatsSet, StatsSet) {
         (
             self.all.to_set(rtt_ms, thresholds),
@@ -139,11 +216,11 @@ pub(super) struct StatsKeeper {
     /// Start of the current period.
     period_start: Instant,
     /// Counters of the current period.
-    current: Pair,
+    current: Pair<u32>,
     /// The counters of the last complete period and the RTT at its end, in milliseconds (the
     /// public sets are derived on demand).
-    last_second: (Pair, f32),
-    lifetime: Pair,
+    last_second: (Pair<u32>, f32),
+    lifetime: Pair<u64>,
 }
 
 impl StatsKeeper {
@@ -166,7 +243,7 @@ impl StatsKeeper {
 
     /// What the last second is at `now`, given `rtt_ms` is the RTT now (no sample was taken
     /// since the current period ended, because every event rolls first).
-    fn last_second_at(&self, now: Instant, rtt_ms: f32) -> (Pair, f32) {
+    fn last_second_at(&self, now: Instant, rtt_ms: f32) -> (Pair<u32>, f32) {
         match self.periods_passed(now) {
             0 => self.last_second,
             1 => (self.current, rtt_ms),
@@ -194,56 +271,33 @@ impl StatsKeeper {
 
     /// A datagram was sent.
     pub(super) fn on_sent(&mut self, sent: &SentDatagram) {
-        for pair in [&mut self.current, &mut self.lifetime] {
-            pair.all.sent(sent.size, sent.resent_payload_bytes);
-            if sent.payload_bytes > 0 {
-                pair.effective
-                    .sent(sent.payload_bytes, sent.resent_payload_bytes);
-            }
-        }
+        self.current.on_sent(sent);
+        self.lifetime.on_sent(sent);
     }
 
     /// A datagram was acknowledged for the first time.
     pub(super) fn on_acked(&mut self, sent: &SentDatagram) {
-        for pair in [&mut self.current, &mut self.lifetime] {
-            pair.all.acked(sent.size);
-            if sent.payload_bytes > 0 {
-                pair.effective.acked(sent.payload_bytes);
-            }
-        }
+        self.current.on_acked(sent);
+        self.lifetime.on_acked(sent);
     }
 
     /// A datagram was declared lost.
     pub(super) fn on_lost(&mut self, sent: &SentDatagram) {
-        for pair in [&mut self.current, &mut self.lifetime] {
-            pair.all.lost();
-            if sent.payload_bytes > 0 {
-                pair.effective.lost();
-            }
-        }
+        self.current.on_lost(sent);
+        self.lifetime.on_lost(sent);
     }
 
     /// A datagram declared lost was acknowledged after all (reordering): take the loss back.
     /// A loss counted in an earlier period stays there; the acknowledgement counts now.
     pub(super) fn on_spurious_loss(&mut self, size: usize, payload_bytes: usize) {
-        for pair in [&mut self.current, &mut self.lifetime] {
-            pair.all.unlost();
-            pair.all.acked(size);
-            if payload_bytes > 0 {
-                pair.effective.unlost();
-                pair.effective.acked(payload_bytes);
-            }
-        }
+        self.current.on_spurious_loss(size, payload_bytes);
+        self.lifetime.on_spurious_loss(size, payload_bytes);
     }
 
     /// A datagram was received.
     pub(super) fn on_received(&mut self, size: usize, payload_bytes: usize) {
-        for pair in [&mut self.current, &mut self.lifetime] {
-            pair.all.received(size);
-            if payload_bytes > 0 {
-                pair.effective.received(payload_bytes);
-            }
-        }
+        self.current.on_received(size, payload_bytes);
+        self.lifetime.on_received(size, payload_bytes);
     }
 
     /// The public sets as seen at `now` (rolling logically, without changing state).
