@@ -11,7 +11,8 @@ use crate::DisconnectReason;
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Health bookkeeping of one connection, boxed and created on first use: only connections of
-/// an endpoint with disconnect thresholds or a receive packet-rate limit have one.
+/// an endpoint with disconnect thresholds or a receive packet-rate limit, and connections whose
+/// address sent a datagram that was dropped, have one.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     next_check: Option<Instant>,
@@ -25,10 +26,12 @@ pub(crate) struct Health {
     /// Receive packet-rate window.
     rate_window: Option<Instant>,
     rate_count: u32,
+    /// When the last `SecurityError` event was reported (at most one a second).
+    pub(super) last_security_event: Option<Instant>,
 }
 
 /// The health bookkeeping, created on first use.
-fn health(h: &mut Option<Box<Health>>) -> &mut Health {
+pub(super) fn health(h: &mut Option<Box<Health>>) -> &mut Health {
     h.get_or_insert_with(Box::default)
 }
 

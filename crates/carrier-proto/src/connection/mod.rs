@@ -142,7 +142,6 @@ pub struct Connection {
     pub(crate) phase: Phase,
     config: Arc<EndpointConfig>,
     limits: Limits,
-    message_mtu: usize,
     timeouts_enabled: bool,
     tc: Box<dyn TrafficControl>,
     /// The send side, created on the first message queued.
@@ -172,10 +171,9 @@ pub struct Connection {
     /// When pacing lets held-back data leave (set by the last `poll_transmit`).
     pacing_wait: Option<Instant>,
     /// Acceptor: Accept to (re)send, with the handshake reply.
-    accept_reply: Option<Vec<u8>>,
+    accept_reply: Option<Box<[u8]>>,
     send_accept: bool,
     disconnect_due: bool,
-    last_security_event: Option<Instant>,
     /// Health bookkeeping, only with disconnect thresholds or a packet-rate limit.
     health: Option<Box<health::Health>>,
     /// Set when the connection timeout fired (the endpoint then evaluates the others).
@@ -239,7 +237,6 @@ impl Connection {
             remote_wire_id: n.remote_wire_id,
             phase: n.phase,
             limits: n.limits,
-            message_mtu: 0,
             timeouts_enabled: cfg.timeouts_enabled,
             tc,
             send: LazySend::default(),
@@ -269,7 +266,6 @@ impl Connection {
             accept_reply: None,
             send_accept: false,
             disconnect_due: false,
-            last_security_event: None,
             health: None,
             timed_out: false,
             lent: None,
@@ -285,8 +281,6 @@ impl Connection {
     /// Uses agreed limits: datagram size, message size, peer window (docs/protocol.md §4.6).
     pub(crate) fn apply_limits(&mut self, limits: Limits) {
         self.limits = limits;
-        let datagram = usize::from(limits.max_datagram_size);
-        self.message_mtu = message_mtu_for(datagram);
         self.budget.max_message_size = limits.max_message_size as usize;
         let (peer_window, fragment_size) = self.send_limits();
         self.send.configure(peer_window, fragment_size);
@@ -373,7 +367,7 @@ impl Connection {
 
     /// The largest message that travels in one datagram unsplit (docs/protocol.md §14).
     pub fn message_mtu(&self) -> usize {
-        self.message_mtu
+        message_mtu_for(usize::from(self.limits.max_datagram_size))
     }
 
     /// RTT estimate.
@@ -457,7 +451,7 @@ impl Connection {
             key,
             reliability.is_reliable(),
             payload,
-            self.message_mtu,
+            self.message_mtu(),
             now,
             || {
                 let mut s = SendState::new(initial, now);
@@ -740,10 +734,12 @@ impl Connection {
     /// Reports a dropped datagram from this connection's address, at most once a second.
     pub(crate) fn report_drop(&mut self, now: Instant, reason: crate::DropReason) {
         let due = self
-            .last_security_event
+            .health
+            .as_ref()
+            .and_then(|h| h.last_security_event)
             .is_none_or(|t| now >= t + Duration::from_secs(1));
         if due && !matches!(self.phase, Phase::Closed) {
-            self.last_security_event = Some(now);
+            health::health(&mut self.health).last_security_event = Some(now);
             lent(&mut self.lent).events.push_back(Event::SecurityError {
                 id: self.id,
                 reason,

@@ -126,7 +126,7 @@ impl Connection {
             HandshakeDecision::Accept { reply } if reply.len() <= MAX_HANDSHAKE_PAYLOAD => {
                 self.phase = Phase::Connected;
                 self.start_health_checks(now);
-                self.accept_reply = Some(reply);
+                self.accept_reply = Some(reply.into_boxed_slice());
                 self.send_accept = true;
                 self.last_received = now;
                 self.last_sent = now;
@@ -307,8 +307,8 @@ impl Connection {
             prev = Some((s, r, m.reliable));
         }
         let slack = fragmented_message_cost(
-            (max_message / self.message_mtu.max(1)) as u64 + 2,
-            self.message_mtu,
+            (max_message / self.message_mtu().max(1)) as u64 + 2,
+            self.message_mtu(),
         );
         if self.budget.reliable_used.saturating_add(charge)
             > self.budget.reliable_limit.saturating_add(slack)
