@@ -307,10 +307,6 @@ impl DefaultTrafficControl {
                 window: config.window,
             }),
         };
-        let thresholds = Thresholds {
-            rtt_ms: config.rtt_threshold_ms,
-            loss: config.loss_threshold,
-        };
         Self {
             max_datagram_size: max_datagram_size.max(1),
             rtt: RttEstimator::new(config.initial_rtt),
@@ -331,7 +327,7 @@ impl DefaultTrafficControl {
             backoff: 0,
             loss_time: None,
             evicted: None,
-            stats: StatsKeeper::new(now, thresholds),
+            stats: StatsKeeper::new(now),
             config,
         }
     }
@@ -884,7 +880,11 @@ impl TrafficControl for DefaultTrafficControl {
     }
 
     fn statistics(&self, now: Instant) -> Statistics {
-        let sets = self.stats.sets(now, self.rtt_ms());
+        let thresholds = Thresholds {
+            rtt_ms: self.config.rtt_threshold_ms,
+            loss: self.config.loss_threshold,
+        };
+        let sets = self.stats.sets(now, self.rtt_ms(), thresholds);
         Statistics {
             last_second: sets.last_second,
             lifetime: sets.lifetime,

@@ -18,9 +18,7 @@ pub(super) const GRANULARITY: Duration = Duration::from_millis(1);
 /// RFC 6298 RTT estimator with QUIC's ack-delay and minimum-RTT rules.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct RttEstimator {
-    /// The guess used before the first sample.
-    initial: Duration,
-    /// `srtt`; meaningful once `has_samples`.
+    /// `srtt` once `has_samples`; before, the initial guess (the first sample replaces it).
     smoothed: Duration,
     /// `rttvar`; meaningful once `has_samples`.
     variance: Duration,
@@ -35,7 +33,6 @@ impl RttEstimator {
     /// An estimator that answers `initial` until the first sample.
     pub(super) fn new(initial: Duration) -> Self {
         Self {
-            initial,
             smoothed: initial,
             variance: initial / 2,
             min: Duration::ZERO,
@@ -100,7 +97,8 @@ impl RttEstimator {
                 .saturating_add(self.variance.saturating_mul(4).max(GRANULARITY))
                 .saturating_add(max_ack_delay)
         } else {
-            self.initial.saturating_mul(2)
+            // `smoothed` is still the initial guess.
+            self.smoothed.saturating_mul(2)
         };
         raw.max(min_rto).min(max_rto)
     }

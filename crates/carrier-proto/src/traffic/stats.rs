@@ -212,7 +212,6 @@ pub(super) struct Sets {
 /// Statistics of one connection.
 #[derive(Clone, Debug)]
 pub(super) struct StatsKeeper {
-    thresholds: Thresholds,
     /// Start of the current period.
     period_start: Instant,
     /// Counters of the current period.
@@ -224,10 +223,9 @@ pub(super) struct StatsKeeper {
 }
 
 impl StatsKeeper {
-    /// Statistics starting at `now`, with the connection-factor thresholds.
-    pub(super) fn new(now: Instant, thresholds: Thresholds) -> Self {
+    /// Statistics starting at `now`.
+    pub(super) fn new(now: Instant) -> Self {
         Self {
-            thresholds,
             period_start: now,
             current: Pair::default(),
             last_second: (Pair::default(), 0.0),
@@ -301,10 +299,11 @@ impl StatsKeeper {
     }
 
     /// The public sets as seen at `now` (rolling logically, without changing state).
-    pub(super) fn sets(&self, now: Instant, rtt_ms: f32) -> Sets {
+    /// `thresholds` are those the connection factor is measured against.
+    pub(super) fn sets(&self, now: Instant, rtt_ms: f32, thresholds: Thresholds) -> Sets {
         let (pair, last_rtt_ms) = self.last_second_at(now, rtt_ms);
-        let (last_second, effective_last_second) = pair.to_sets(last_rtt_ms, self.thresholds);
-        let (lifetime, effective_lifetime) = self.lifetime.to_sets(rtt_ms, self.thresholds);
+        let (last_second, effective_last_second) = pair.to_sets(last_rtt_ms, thresholds);
+        let (lifetime, effective_lifetime) = self.lifetime.to_sets(rtt_ms, thresholds);
         Sets {
             last_second,
             effective_last_second,
