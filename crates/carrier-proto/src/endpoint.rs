@@ -30,7 +30,7 @@ const STATELESS_REPLY_CAP: usize = 32;
 const QUEUE_KEEP: usize = 32;
 /// Shortest time between two releases of the output queues' capacity (a steady flow that
 /// outgrows [`QUEUE_KEEP`] regrows its queues at most once per interval).
-const QUEUE_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
+const QUEUE_RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A datagram to send, written by [`Endpoint::poll_transmit`] at the start of the caller's
 /// buffer.
