@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::congestion::{AckSummary, Controller, FixedWindow};
-use super::delivery::{DeliveryRate, DeliverySnapshot};
+use super::delivery::{Candidate, DeliveryRate, DeliverySnapshot};
 use super::model::Model;
 use super::pacer::Pacer;
 use super::rtt::{GRANULARITY, RttEstimator};
@@ -196,6 +196,8 @@ struct RecentlyLost {
 struct PerAck {
     delivered: usize,
     min_rtt: Option<Duration>,
+    /// The delivery-rate sample in the making.
+    candidate: Option<Candidate>,
 }
 
 impl PerAck {
@@ -536,7 +538,8 @@ impl DefaultTrafficControl {
         snapshot: DeliverySnapshot,
         ack: &mut PerAck,
     ) {
-        self.delivery.on_delivered(now, size, time_sent, snapshot);
+        self.delivery
+            .on_delivered(now, size, time_sent, snapshot, &mut ack.candidate);
         ack.delivered = ack.delivered.saturating_add(size);
         if !lazy_ack {
             ack.rtt_sample(now.saturating_duration_since(time_sent));
@@ -798,7 +801,7 @@ impl TrafficControl for DefaultTrafficControl {
         let min_rtt = self.rtt.has_samples().then(|| self.rtt.estimate().min);
         let summary = AckSummary {
             acked_bytes: ack.delivered,
-            sample: self.delivery.finish(min_rtt),
+            sample: self.delivery.finish(&mut ack.candidate, min_rtt),
             rtt_sample: ack.min_rtt,
             bytes_in_flight: self.bytes_in_flight,
             delivered: self.delivery.delivered(),

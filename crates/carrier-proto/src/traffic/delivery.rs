@@ -57,7 +57,7 @@ pub(super) struct RateSample {
 
 /// The newest datagram acknowledged so far by the ACK being processed.
 #[derive(Clone, Copy, Debug)]
-struct Candidate {
+pub(super) struct Candidate {
     snapshot: DeliverySnapshot,
     time_sent: Instant,
 }
@@ -70,7 +70,6 @@ pub(super) struct DeliveryRate {
     first_sent_time: Instant,
     /// Data counts as application-limited until `delivered` passes this; 0 = not limited.
     app_limited_until: u64,
-    candidate: Option<Candidate>,
 }
 
 /// `bytes / interval` in bytes per second, saturating; `None` for an empty interval.
@@ -91,7 +90,6 @@ impl DeliveryRate {
             delivered_time: now,
             first_sent_time: now,
             app_limited_until: 0,
-            candidate: None,
         }
     }
 
@@ -132,23 +130,25 @@ impl DeliveryRate {
     }
 
     /// A datagram of `size` bytes sent at `time_sent` with `snapshot` was delivered (first
-    /// acknowledged, or acknowledged after it had been declared lost).
+    /// acknowledged, or acknowledged after it had been declared lost). `candidate` is the ACK's
+    /// sample in the making (`None` at the start of each ACK), passed on to
+    /// [`finish`](Self::finish): it lives only while one ACK is processed.
     pub(super) fn on_delivered(
         &mut self,
         now: Instant,
         size: usize,
         time_sent: Instant,
         snapshot: DeliverySnapshot,
+        candidate: &mut Option<Candidate>,
     ) {
         self.delivered = self
             .delivered
             .saturating_add(u64::try_from(size).unwrap_or(u64::MAX));
         self.delivered_time = now;
-        let newer = self
-            .candidate
+        let newer = candidate
             .is_none_or(|c| (snapshot.delivered, time_sent) > (c.snapshot.delivered, c.time_sent));
         if newer {
-            self.candidate = Some(Candidate {
+            *candidate = Some(Candidate {
                 snapshot,
                 time_sent,
             });
@@ -159,8 +159,12 @@ impl DeliveryRate {
 
     /// Closes the ACK being processed: the sample it gives, if it delivered anything. Samples
     /// over an interval shorter than `min_rtt` have no rate.
-    pub(super) fn finish(&mut self, min_rtt: Option<Duration>) -> Option<RateSample> {
-        let c = self.candidate.take()?;
+    pub(super) fn finish(
+        &mut self,
+        candidate: &mut Option<Candidate>,
+        min_rtt: Option<Duration>,
+    ) -> Option<RateSample> {
+        let c = candidate.take()?;
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
         }
@@ -208,6 +212,7 @@ mod tests {
         // 1,000 bytes every millisecond, each acknowledged 40 ms after it left: 1 MB/s.
         let t0 = base();
         let mut d = DeliveryRate::new(t0);
+        let mut p = None;
         let mut snaps = Vec::new();
         let mut in_flight = 0usize;
         let mut last = None;
@@ -217,9 +222,9 @@ mod tests {
             in_flight += 1_000;
             if i >= 40 {
                 let (sent, snap) = snaps[(i - 40) as usize];
-                d.on_delivered(now, 1_000, sent, snap);
+                d.on_delivered(now, 1_000, sent, snap, &mut p);
                 in_flight -= 1_000;
-                last = d.finish(Some(40 * MS));
+                last = d.finish(&mut p, Some(40 * MS));
             }
         }
         let s = last.unwrap();
@@ -233,33 +238,35 @@ mod tests {
     fn idle_time_is_not_counted_and_short_samples_have_no_rate() {
         let t0 = base();
         let mut d = DeliveryRate::new(t0);
+        let mut p = None;
         let s0 = d.on_sent(t0, 1_000, 0, false);
-        d.on_delivered(t0 + 10 * MS, 1_000, t0, s0);
+        d.on_delivered(t0 + 10 * MS, 1_000, t0, s0, &mut p);
         // 10 ms interval with a 40 ms minimum RTT: no rate, but a sample for round counting.
-        let s = d.finish(Some(40 * MS)).unwrap();
+        let s = d.finish(&mut p, Some(40 * MS)).unwrap();
         assert_eq!(s.rate, None);
         assert_eq!(s.delivered, 1_000);
         // One second idle, then a datagram delivered after 50 ms: the idle second is not in it.
         let t1 = t0 + Duration::from_secs(1);
         let s1 = d.on_sent(t1, 1_000, 0, false);
-        d.on_delivered(t1 + 50 * MS, 1_000, t1, s1);
-        let s = d.finish(Some(40 * MS)).unwrap();
+        d.on_delivered(t1 + 50 * MS, 1_000, t1, s1, &mut p);
+        let s = d.finish(&mut p, Some(40 * MS)).unwrap();
         assert_eq!(s.interval, 50 * MS);
         assert_eq!(s.rate, Some(20_000));
         // Nothing delivered: no sample.
-        assert_eq!(d.finish(None), None);
+        assert_eq!(d.finish(&mut p, None), None);
     }
 
     #[test]
     fn app_limited_marks_until_the_flight_is_delivered() {
         let t0 = base();
         let mut d = DeliveryRate::new(t0);
+        let mut p = None;
         let a = d.on_sent(t0, 1_000, 0, true);
         let b = d.on_sent(t0 + MS, 1_000, 1_000, false);
         assert!(a.app_limited && b.app_limited);
-        d.on_delivered(t0 + 40 * MS, 1_000, t0, a);
-        d.on_delivered(t0 + 41 * MS, 1_000, t0 + MS, b);
-        assert!(d.finish(None).unwrap().app_limited);
+        d.on_delivered(t0 + 40 * MS, 1_000, t0, a, &mut p);
+        d.on_delivered(t0 + 41 * MS, 1_000, t0 + MS, b, &mut p);
+        assert!(d.finish(&mut p, None).unwrap().app_limited);
         // 2,000 delivered > 1,000 marked: later datagrams are not limited.
         let c = d.on_sent(t0 + 42 * MS, 1_000, 0, false);
         assert!(!c.app_limited);
