@@ -104,7 +104,7 @@ pub(crate) enum Phase {
     /// Acceptor refused: answering retries with the same Reject until `until`.
     Refused {
         reason: DisconnectReason,
-        payload: Vec<u8>,
+        payload: Box<[u8]>,
         until: Instant,
         send_now: bool,
     },
@@ -160,7 +160,10 @@ pub struct Connection {
     next_pn: u64,
     ledger_base: u64,
     ledger: VecDeque<SentRecord>,
-    frame_pool: Vec<Vec<ReliableFrame>>,
+    /// Boxed: an idle connection has none (`release_memory`), and one pointer is what it
+    /// costs inline then (a `Vec` is three words).
+    #[allow(clippy::box_collection)]
+    frame_pool: Option<Box<Vec<Vec<ReliableFrame>>>>,
     last_received: Instant,
     /// When this side last sent an ack-eliciting packet.
     last_sent: Instant,
@@ -257,7 +260,7 @@ impl Connection {
             next_pn: initial,
             ledger_base: initial,
             ledger: VecDeque::new(),
-            frame_pool: Vec::new(),
+            frame_pool: None,
             last_received: n.now,
             last_sent: n.now,
             last_sent_any: n.now,
@@ -609,7 +612,7 @@ impl Connection {
                 if now >= self.last_sent + self.config.keep_alive_interval {
                     // Idle: nothing ack-eliciting sent for a keep-alive interval. The vectors
                     // pooled for packets in flight are given back (idle memory stays small).
-                    self.frame_pool = Vec::new();
+                    self.frame_pool = None;
                 }
                 if self.tc.poll_timeout().is_some_and(|t| t <= now) {
                     let outcome = &mut lent(&mut self.lent).outcome;
@@ -718,7 +721,7 @@ impl Connection {
         }
         self.next_release = self.clock + RELEASE_INTERVAL;
         self.ledger.shrink_to(1);
-        self.frame_pool = Vec::new();
+        self.frame_pool = None;
         self.ack_ranges.shrink_to_fit();
         self.tc.release_memory();
     }
@@ -726,8 +729,9 @@ impl Connection {
     fn recycle(&mut self, mut rec: SentRecord) {
         rec.frames.clear();
         // Records without reliable frames (ACKs, keep-alives) have nothing worth pooling.
-        if rec.frames.capacity() > 0 && self.frame_pool.len() < FRAME_POOL_MAX {
-            self.frame_pool.push(rec.frames);
+        let pool = self.frame_pool.get_or_insert_with(Box::default);
+        if rec.frames.capacity() > 0 && pool.len() < FRAME_POOL_MAX {
+            pool.push(rec.frames);
         }
     }
 

@@ -162,7 +162,7 @@ impl Connection {
             });
         self.phase = Phase::Refused {
             reason,
-            payload,
+            payload: payload.into_boxed_slice(),
             until: now + self.config.linger,
             send_now: true,
         };

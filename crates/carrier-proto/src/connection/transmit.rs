@@ -134,7 +134,11 @@ impl Connection {
             w.len()
         };
         let mut record = SentRecord {
-            frames: self.frame_pool.pop().unwrap_or_default(),
+            frames: self
+                .frame_pool
+                .as_mut()
+                .and_then(|p| p.pop())
+                .unwrap_or_default(),
             ..SentRecord::default()
         };
         let mut ack_eliciting = false;

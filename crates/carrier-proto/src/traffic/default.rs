@@ -248,9 +248,9 @@ pub struct DefaultTrafficControl {
     /// Sum of the sizes of outstanding ack-eliciting datagrams.
     bytes_in_flight: usize,
     /// Count of outstanding ack-eliciting datagrams.
-    ack_eliciting_outstanding: usize,
+    ack_eliciting_outstanding: u32,
     /// Of those, the ones the peer acknowledges promptly (not `lazy_ack`).
-    prompt_outstanding: usize,
+    prompt_outstanding: u32,
     /// The latest send time of a prompt ack-eliciting datagram.
     last_prompt_sent: Option<Instant>,
     /// Latest send time of an ack-eliciting datagram.

@@ -262,7 +262,8 @@ pub(super) struct Model {
     pacing_gain: f64,
     cwnd_gain: f64,
     // ProbeBw.
-    cycle_index: usize,
+    /// Index into `PROBE_BW_GAINS` (fewer than 256 phases).
+    cycle_index: u8,
     cycle_start: Instant,
     loss_in_phase: bool,
     // ProbeRtt.
@@ -474,14 +475,13 @@ impl Model {
         // do not probe in lockstep (deterministic: no random source needed). Never the draining
         // phase: the flight is already at one BDP.
         let r = (now.saturating_duration_since(self.created).as_micros() % 7) as usize;
-        self.cycle_index = if r == 0 { 0 } else { r + 1 };
-        self.enter_phase(now, self.cycle_index);
+        self.enter_phase(now, if r == 0 { 0 } else { r + 1 });
     }
 
     /// Enters ProbeBw phase `index`. The probing gain is compensated for the random loss, so
     /// that a probe can find more bandwidth whatever the path loses at random.
     fn enter_phase(&mut self, now: Instant, index: usize) {
-        self.cycle_index = index;
+        self.cycle_index = u8::try_from(index).unwrap_or(u8::MAX);
         let gain = PROBE_BW_GAINS[index];
         self.pacing_gain = if gain > 1.0 {
             gain / (1.0 - self.random_loss.min(MAX_LOSS_COMPENSATION))
@@ -523,7 +523,9 @@ impl Model {
         }
         // Cruising rounds (two phases after the probe started, so the probe's own losses are
         // settled) measure the random loss.
-        if self.mode == Mode::ProbeBw && self.cycle_index > PROBE_BW_DRAIN_PHASE + 1 && settled > 0
+        if self.mode == Mode::ProbeBw
+            && usize::from(self.cycle_index) > PROBE_BW_DRAIN_PHASE + 1
+            && settled > 0
         {
             let ratio = self.round_lost as f64 / settled as f64;
             self.random_loss += RANDOM_LOSS_WEIGHT * (ratio - self.random_loss);
@@ -628,7 +630,10 @@ impl Model {
         };
         if advance {
             self.drain_phases = 1;
-            self.enter_phase(now, (self.cycle_index + 1) % PROBE_BW_GAINS.len());
+            self.enter_phase(
+                now,
+                (usize::from(self.cycle_index) + 1) % PROBE_BW_GAINS.len(),
+            );
         }
     }
 
