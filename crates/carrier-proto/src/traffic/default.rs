@@ -236,7 +236,9 @@ pub struct DefaultTrafficControl {
     delivery: DeliveryRate,
     pacer: Pacer,
     /// Ack-eliciting datagrams declared lost within the last `LOST_MEMORY_RTTS` RTTs, by number.
-    recently_lost: VecDeque<RecentlyLost>,
+    /// Boxed: most connections have none most of the time (`release_memory` drops it).
+    #[allow(clippy::box_collection)]
+    recently_lost: Option<Box<VecDeque<RecentlyLost>>>,
     rate_report: RateReport,
     /// Sent datagrams in packet-number order. Invariant: empty, or the front is outstanding
     /// (settled entries are marked in place and popped from the front lazily).
@@ -315,7 +317,7 @@ impl DefaultTrafficControl {
             controller,
             delivery: DeliveryRate::new(now),
             pacer: Pacer::default(),
-            recently_lost: VecDeque::new(),
+            recently_lost: None,
             rate_report: RateReport::default(),
             ledger: VecDeque::new(),
             largest_sent: None,
@@ -560,20 +562,15 @@ impl DefaultTrafficControl {
     /// Remembers a lost datagram (kept in number order; bounded by the ledger cap).
     fn remember_lost(&mut self, lost: RecentlyLost) {
         let cap = self.config.max_tracked_datagrams.max(1);
-        while self.recently_lost.len() >= cap {
-            self.recently_lost.pop_front();
+        let list = self.recently_lost.get_or_insert_with(Box::default);
+        while list.len() >= cap {
+            list.pop_front();
         }
-        if self
-            .recently_lost
-            .back()
-            .is_none_or(|last| last.number < lost.number)
-        {
-            self.recently_lost.push_back(lost);
+        if list.back().is_none_or(|last| last.number < lost.number) {
+            list.push_back(lost);
         } else {
-            let at = self
-                .recently_lost
-                .partition_point(|e| e.number < lost.number);
-            self.recently_lost.insert(at, lost);
+            let at = list.partition_point(|e| e.number < lost.number);
+            list.insert(at, lost);
         }
     }
 
@@ -581,23 +578,36 @@ impl DefaultTrafficControl {
     /// oldest numbers).
     fn expire_lost(&mut self, now: Instant) {
         let memory = self.lost_memory();
-        while self
-            .recently_lost
+        let Some(list) = self.recently_lost.as_deref_mut() else {
+            return;
+        };
+        while list
             .front()
             .is_some_and(|e| e.delivered || e.lost_at.checked_add(memory).is_none_or(|t| t <= now))
         {
-            self.recently_lost.pop_front();
+            list.pop_front();
         }
     }
 
     /// Datagrams of `start..=end` declared lost recently and acknowledged now: spurious losses.
     fn detect_spurious(&mut self, now: Instant, start: u64, end: u64, ack: &mut PerAck) {
-        let mut idx = self.recently_lost.partition_point(|e| e.number < start);
-        while let Some(e) = self.recently_lost.get(idx).copied()
+        let Some(list) = self.recently_lost.as_deref() else {
+            return;
+        };
+        let mut idx = list.partition_point(|e| e.number < start);
+        while let Some(e) = self
+            .recently_lost
+            .as_deref()
+            .and_then(|l| l.get(idx))
+            .copied()
             && e.number <= end
         {
             if !e.delivered {
-                if let Some(entry) = self.recently_lost.get_mut(idx) {
+                if let Some(entry) = self
+                    .recently_lost
+                    .as_deref_mut()
+                    .and_then(|l| l.get_mut(idx))
+                {
                     entry.delivered = true;
                 }
                 self.controller.on_spurious_loss(now, e.size);
@@ -744,7 +754,7 @@ impl TrafficControl for DefaultTrafficControl {
         let mut any_eliciting = false;
         for range in ranges.iter().rev() {
             let (start, end) = (*range.start(), *range.end());
-            if !self.recently_lost.is_empty() {
+            if self.recently_lost.as_ref().is_some_and(|l| !l.is_empty()) {
                 self.detect_spurious(now, start, end, &mut ack);
             }
             let mut idx = self.ledger.partition_point(|e| e.sent.number < start);
@@ -861,7 +871,11 @@ impl TrafficControl for DefaultTrafficControl {
     fn release_memory(&mut self) {
         // Room for one entry stays: an idle connection's keep-alive then allocates nothing.
         self.ledger.shrink_to(1);
-        self.recently_lost.shrink_to_fit();
+        if self.recently_lost.as_ref().is_some_and(|l| l.is_empty()) {
+            self.recently_lost = None;
+        } else if let Some(l) = self.recently_lost.as_deref_mut() {
+            l.shrink_to_fit();
+        }
     }
 
     fn rtt(&self) -> RttEstimate {
