@@ -206,9 +206,11 @@ impl Carrier {
     }
 
     fn mark_alive(&self) {
-        let ms = now()
-            .saturating_duration_since(self.shared.epoch)
-            .as_millis() as u64;
+        self.mark_alive_at(now());
+    }
+
+    fn mark_alive_at(&self, t: Instant) {
+        let ms = t.saturating_duration_since(self.shared.epoch).as_millis() as u64;
         self.shared.last_update_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -217,9 +219,10 @@ impl Carrier {
     /// then read with [`poll_event`](Self::poll_event) and [`poll_message`](Self::poll_message)
     /// or [`receive`](Self::receive).
     pub fn update(&self) {
-        self.mark_alive();
+        let t = now();
+        self.mark_alive_at(t);
         if let Some(io) = &self.io {
-            lock(io).turn(&self.shared, now());
+            lock(io).turn(&self.shared, t);
         }
     }
 

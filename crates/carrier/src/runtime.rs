@@ -158,18 +158,37 @@ impl Core {
         full || out.entries.len() >= SEND_BATCH
     }
 
-    /// Moves the endpoint's events and messages to the game-side queues.
+    /// Moves the endpoint's events and messages to the game-side queues. Takes the game-side
+    /// locks only when the endpoint has something (most turns have nothing).
     fn publish(&mut self, shared: &Shared) {
         let mut published = false;
-        {
+        if let Some((id, m)) = self.endpoint.poll_message() {
             let mut mailbox = lock(&shared.mailbox);
+            mailbox.push(id, m);
             while let Some((id, m)) = self.endpoint.poll_message() {
                 mailbox.push(id, m);
-                published = true;
             }
+            published = true;
         }
+        if let Some(first) = self.endpoint.poll_event() {
+            published |= self.publish_events(shared, first);
+        }
+        if published {
+            shared.events_ready.notify_all();
+        }
+        if !self.ending.is_empty() {
+            self.retire_ended();
+        }
+    }
+
+    /// Moves `first` and the endpoint's other events to the event queue; returns whether any
+    /// was queued.
+    fn publish_events(&mut self, shared: &Shared, first: Event) -> bool {
+        let mut published = false;
+        let mut next = Some(first);
         let mut events = lock(&shared.events);
-        while let Some(e) = self.endpoint.poll_event() {
+        while let Some(e) = next.take() {
+            next = self.endpoint.poll_event();
             let event = match e {
                 Event::IncomingConnection { id, addr } => {
                     self.announce(id, addr);
@@ -204,11 +223,7 @@ impl Core {
             events.push_back(event);
             published = true;
         }
-        drop(events);
-        if published {
-            shared.events_ready.notify_all();
-        }
-        self.retire_ended();
+        published
     }
 
     /// Drops the connection to `peer` after a send failure (docs: a send error on one
@@ -382,23 +397,32 @@ impl Io {
                     core.input(now, meta.from, datagram);
                 }
             }
+            // A short batch means the driver found nothing more waiting: asking again would
+            // only cost another system call.
+            if n < self.bufs.len().min(self.metas.len()) {
+                break;
+            }
         }
         // 2. Deadlines of the driver.
         if self.driver.poll_timeout().is_some_and(|t| t <= now) {
             self.driver.handle_timeout(now);
         }
-        // 3. Deadlines and output of the endpoint, a batch per lock.
+        // 3. Deadlines and output of the endpoint, a batch per lock. The last batch's lock also
+        //    publishes and reads the next deadline: sending changes neither.
         let mut first = true;
+        let mut deadline;
         loop {
             self.out.clear();
             let more = {
                 let mut core = lock(&shared.core);
                 if first {
                     core.advance(now);
-                    core.publish(shared);
                     first = false;
                 }
                 let more = core.collect(now, &mut self.out);
+                // Publishing may announce peers (an incoming connection): the driver hears of
+                // them before anything is sent to them.
+                core.publish(shared);
                 for (peer, up) in core.peer_changes.drain(..) {
                     if up {
                         self.driver.on_peer_connected(peer);
@@ -406,6 +430,7 @@ impl Io {
                         self.driver.on_peer_disconnected(peer);
                     }
                 }
+                deadline = core.poll_timeout();
                 more
             };
             let mut next = 0;
@@ -426,16 +451,14 @@ impl Io {
                 for (peer, e) in self.failures.drain(..) {
                     core.send_failed(now, peer, e, shared);
                 }
+                core.publish(shared);
+                deadline = core.poll_timeout();
             }
             if !more {
                 break;
             }
         }
-        // 4. Publish, and say when to come back.
-        let mut core = lock(&shared.core);
-        core.publish(shared);
-        let deadline = core.poll_timeout();
-        drop(core);
+        // 4. Say when to come back.
         match (deadline, self.driver.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
