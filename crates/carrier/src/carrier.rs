@@ -164,6 +164,8 @@ impl Carrier {
             waiters: AtomicUsize::new(0),
             last_update_ms: AtomicU64::new(0),
             epoch: start,
+            tick_sleeper: desc.thread_mode == ThreadMode::Dedicated
+                && !desc.thread_instant_response,
             tick: Mutex::new(false),
             tick_cv: Condvar::new(),
         });
@@ -717,8 +719,11 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
         }
         let last = shared.last_update_ms.load(Ordering::Relaxed);
         let silent = since_epoch.saturating_sub(Duration::from_millis(last));
-        let detection = lock(&shared.core).endpoint.timeouts_enabled();
-        if detection && silent > cfg.connection_timeout && watchdog_fired_at != Some(last) {
+        // The core lock only when the watchdog may fire (not on every turn).
+        if silent > cfg.connection_timeout
+            && watchdog_fired_at != Some(last)
+            && lock(&shared.core).endpoint.timeouts_enabled()
+        {
             watchdog_fired_at = Some(last);
             lock(&shared.events).push_back(CarrierEvent::SecurityError {
                 id: None,

@@ -159,8 +159,11 @@ impl Core {
     }
 
     /// Moves the endpoint's events and messages to the game-side queues. Takes the game-side
-    /// locks only when the endpoint has something (most turns have nothing).
-    fn publish(&mut self, shared: &Shared) {
+    /// locks only when the endpoint has something (most turns have nothing). Returns whether
+    /// anything was queued: the caller then notifies `events_ready`, after releasing the core
+    /// lock, so that a woken game thread that answers at once does not find it held.
+    #[must_use]
+    fn publish(&mut self, shared: &Shared) -> bool {
         let mut published = false;
         if let Some((id, m)) = self.endpoint.poll_message() {
             let mut mailbox = lock(&shared.mailbox);
@@ -173,12 +176,10 @@ impl Core {
         if let Some(first) = self.endpoint.poll_event() {
             published |= self.publish_events(shared, first);
         }
-        if published {
-            shared.events_ready.notify_all();
-        }
         if !self.ending.is_empty() {
             self.retire_ended();
         }
+        published
     }
 
     /// Moves `first` and the endpoint's other events to the event queue; returns whether any
@@ -323,6 +324,9 @@ pub(crate) struct Shared {
     /// Milliseconds since `epoch` of the game's last `update()`.
     pub last_update_ms: AtomicU64,
     pub epoch: Instant,
+    /// Whether the I/O side sleeps on `tick_cv` (a carrier thread without instant response)
+    /// rather than in the driver.
+    pub tick_sleeper: bool,
     /// A tick-mode sleeper (thread_instant_response = false) waits on this.
     pub tick: Mutex<bool>,
     pub tick_cv: Condvar,
@@ -339,9 +343,12 @@ impl Shared {
     }
 
     pub(crate) fn wake(&self) {
-        self.waker.wake();
-        *lock(&self.tick) = true;
-        self.tick_cv.notify_all();
+        if self.tick_sleeper {
+            *lock(&self.tick) = true;
+            self.tick_cv.notify_all();
+        } else {
+            self.waker.wake();
+        }
     }
 }
 
@@ -422,7 +429,7 @@ impl Io {
                 let more = core.collect(now, &mut self.out);
                 // Publishing may announce peers (an incoming connection): the driver hears of
                 // them before anything is sent to them.
-                core.publish(shared);
+                let published = core.publish(shared);
                 for (peer, up) in core.peer_changes.drain(..) {
                     if up {
                         self.driver.on_peer_connected(peer);
@@ -431,6 +438,10 @@ impl Io {
                     }
                 }
                 deadline = core.poll_timeout();
+                drop(core);
+                if published {
+                    shared.events_ready.notify_all();
+                }
                 more
             };
             let mut next = 0;
@@ -451,8 +462,11 @@ impl Io {
                 for (peer, e) in self.failures.drain(..) {
                     core.send_failed(now, peer, e, shared);
                 }
-                core.publish(shared);
+                // The failures queued `DriverError` events: notify in any case.
+                let _ = core.publish(shared);
                 deadline = core.poll_timeout();
+                drop(core);
+                shared.events_ready.notify_all();
             }
             if !more {
                 break;
