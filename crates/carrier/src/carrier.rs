@@ -164,6 +164,8 @@ impl Carrier {
             waiters: AtomicUsize::new(0),
             last_update_ms: AtomicU64::new(0),
             epoch: start,
+            tick_sleeper: desc.thread_mode == ThreadMode::Dedicated
+                && !desc.thread_instant_response,
             tick: Mutex::new(false),
             tick_cv: Condvar::new(),
         });
@@ -206,9 +208,11 @@ impl Carrier {
     }
 
     fn mark_alive(&self) {
-        let ms = now()
-            .saturating_duration_since(self.shared.epoch)
-            .as_millis() as u64;
+        self.mark_alive_at(now());
+    }
+
+    fn mark_alive_at(&self, t: Instant) {
+        let ms = t.saturating_duration_since(self.shared.epoch).as_millis() as u64;
         self.shared.last_update_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -217,9 +221,10 @@ impl Carrier {
     /// then read with [`poll_event`](Self::poll_event) and [`poll_message`](Self::poll_message)
     /// or [`receive`](Self::receive).
     pub fn update(&self) {
-        self.mark_alive();
+        let t = now();
+        self.mark_alive_at(t);
         if let Some(io) = &self.io {
-            lock(io).turn(&self.shared, now());
+            lock(io).turn(&self.shared, t);
         }
     }
 
@@ -714,8 +719,11 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
         }
         let last = shared.last_update_ms.load(Ordering::Relaxed);
         let silent = since_epoch.saturating_sub(Duration::from_millis(last));
-        let detection = lock(&shared.core).endpoint.timeouts_enabled();
-        if detection && silent > cfg.connection_timeout && watchdog_fired_at != Some(last) {
+        // The core lock only when the watchdog may fire (not on every turn).
+        if silent > cfg.connection_timeout
+            && watchdog_fired_at != Some(last)
+            && lock(&shared.core).endpoint.timeouts_enabled()
+        {
             watchdog_fired_at = Some(last);
             lock(&shared.events).push_back(CarrierEvent::SecurityError {
                 id: None,

@@ -158,18 +158,38 @@ impl Core {
         full || out.entries.len() >= SEND_BATCH
     }
 
-    /// Moves the endpoint's events and messages to the game-side queues.
-    fn publish(&mut self, shared: &Shared) {
+    /// Moves the endpoint's events and messages to the game-side queues. Takes the game-side
+    /// locks only when the endpoint has something (most turns have nothing). Returns whether
+    /// anything was queued: the caller then notifies `events_ready`, after releasing the core
+    /// lock, so that a woken game thread that answers at once does not find it held.
+    #[must_use]
+    fn publish(&mut self, shared: &Shared) -> bool {
         let mut published = false;
-        {
+        if let Some((id, m)) = self.endpoint.poll_message() {
             let mut mailbox = lock(&shared.mailbox);
+            mailbox.push(id, m);
             while let Some((id, m)) = self.endpoint.poll_message() {
                 mailbox.push(id, m);
-                published = true;
             }
+            published = true;
         }
+        if let Some(first) = self.endpoint.poll_event() {
+            published |= self.publish_events(shared, first);
+        }
+        if !self.ending.is_empty() {
+            self.retire_ended();
+        }
+        published
+    }
+
+    /// Moves `first` and the endpoint's other events to the event queue; returns whether any
+    /// was queued.
+    fn publish_events(&mut self, shared: &Shared, first: Event) -> bool {
+        let mut published = false;
+        let mut next = Some(first);
         let mut events = lock(&shared.events);
-        while let Some(e) = self.endpoint.poll_event() {
+        while let Some(e) = next.take() {
+            next = self.endpoint.poll_event();
             let event = match e {
                 Event::IncomingConnection { id, addr } => {
                     self.announce(id, addr);
@@ -204,11 +224,7 @@ impl Core {
             events.push_back(event);
             published = true;
         }
-        drop(events);
-        if published {
-            shared.events_ready.notify_all();
-        }
-        self.retire_ended();
+        published
     }
 
     /// Drops the connection to `peer` after a send failure (docs: a send error on one
@@ -308,6 +324,9 @@ pub(crate) struct Shared {
     /// Milliseconds since `epoch` of the game's last `update()`.
     pub last_update_ms: AtomicU64,
     pub epoch: Instant,
+    /// Whether the I/O side sleeps on `tick_cv` (a carrier thread without instant response)
+    /// rather than in the driver.
+    pub tick_sleeper: bool,
     /// A tick-mode sleeper (thread_instant_response = false) waits on this.
     pub tick: Mutex<bool>,
     pub tick_cv: Condvar,
@@ -324,9 +343,12 @@ impl Shared {
     }
 
     pub(crate) fn wake(&self) {
-        self.waker.wake();
-        *lock(&self.tick) = true;
-        self.tick_cv.notify_all();
+        if self.tick_sleeper {
+            *lock(&self.tick) = true;
+            self.tick_cv.notify_all();
+        } else {
+            self.waker.wake();
+        }
     }
 }
 
@@ -382,29 +404,43 @@ impl Io {
                     core.input(now, meta.from, datagram);
                 }
             }
+            // A short batch means the driver found nothing more waiting: asking again would
+            // only cost another system call.
+            if n < self.bufs.len().min(self.metas.len()) {
+                break;
+            }
         }
         // 2. Deadlines of the driver.
         if self.driver.poll_timeout().is_some_and(|t| t <= now) {
             self.driver.handle_timeout(now);
         }
-        // 3. Deadlines and output of the endpoint, a batch per lock.
+        // 3. Deadlines and output of the endpoint, a batch per lock. The last batch's lock also
+        //    publishes and reads the next deadline: sending changes neither.
         let mut first = true;
+        let mut deadline;
         loop {
             self.out.clear();
             let more = {
                 let mut core = lock(&shared.core);
                 if first {
                     core.advance(now);
-                    core.publish(shared);
                     first = false;
                 }
                 let more = core.collect(now, &mut self.out);
+                // Publishing may announce peers (an incoming connection): the driver hears of
+                // them before anything is sent to them.
+                let published = core.publish(shared);
                 for (peer, up) in core.peer_changes.drain(..) {
                     if up {
                         self.driver.on_peer_connected(peer);
                     } else {
                         self.driver.on_peer_disconnected(peer);
                     }
+                }
+                deadline = core.poll_timeout();
+                drop(core);
+                if published {
+                    shared.events_ready.notify_all();
                 }
                 more
             };
@@ -426,16 +462,17 @@ impl Io {
                 for (peer, e) in self.failures.drain(..) {
                     core.send_failed(now, peer, e, shared);
                 }
+                // The failures queued `DriverError` events: notify in any case.
+                let _ = core.publish(shared);
+                deadline = core.poll_timeout();
+                drop(core);
+                shared.events_ready.notify_all();
             }
             if !more {
                 break;
             }
         }
-        // 4. Publish, and say when to come back.
-        let mut core = lock(&shared.core);
-        core.publish(shared);
-        let deadline = core.poll_timeout();
-        drop(core);
+        // 4. Say when to come back.
         match (deadline, self.driver.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
