@@ -86,7 +86,9 @@ pub struct EndpointConfig {
     pub retry_interval_base: Duration,
     /// Cap of the connect-request retry interval (default 1,000 ms).
     pub retry_interval_max: Duration,
-    /// An idle connection sends a keep-alive after this long without sending (default 100 ms).
+    /// A connection that has sent nothing for this long and owes no ACK sends a keep-alive
+    /// (default 100 ms); it also sends a `PING` at the latest 5 × this after its last
+    /// ack-eliciting packet, to keep measuring the RTT (docs/protocol.md §12).
     pub keep_alive_interval: Duration,
     /// Longest this side delays an acknowledgement of a packet with reliable data, a
     /// `DISCONNECT` or an `IMMEDIATE_ACK` request (default 5 ms).
