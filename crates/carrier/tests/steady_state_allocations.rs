@@ -66,8 +66,10 @@ fn count() {
 const MESSAGES: usize = 10_000;
 /// Messages queued per `update`.
 const BATCH: usize = 32;
-/// The target is 0; a chunk allocated now and then is fine.
-const LIMIT: f64 = 0.05;
+/// The target is 0; a chunk allocated now and then is fine (measured: at most 0.0005). An
+/// allocation every ~50 packets, as a receiver that re-created its frame pool for every
+/// acknowledged ACK did (0.02 per 1 KiB message), fails.
+const LIMIT: f64 = 0.005;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Api {

@@ -727,10 +727,15 @@ impl Connection {
     }
 
     fn recycle(&mut self, mut rec: SentRecord) {
+        // Records without reliable frames (ACKs, keep-alives) have nothing worth pooling, and
+        // must not create the pool either: a receiver that only sends ACKs has its pool released
+        // as idle on every timer check, and would allocate it again for each acknowledged ACK.
+        if rec.frames.capacity() == 0 {
+            return;
+        }
         rec.frames.clear();
-        // Records without reliable frames (ACKs, keep-alives) have nothing worth pooling.
         let pool = self.frame_pool.get_or_insert_with(Box::default);
-        if rec.frames.capacity() > 0 && pool.len() < FRAME_POOL_MAX {
+        if pool.len() < FRAME_POOL_MAX {
             pool.push(rec.frames);
         }
     }
