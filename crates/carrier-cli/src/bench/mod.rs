@@ -110,7 +110,8 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=5_000))]
     pub clients: Vec<u32>,
     /// Runs only the variants whose name contains this text, e.g. `carrier dedicated` (to
-    /// profile one of them; ratios then need the baseline to be selected too).
+    /// profile one of them; ratios then need the baseline to be selected too). In `throughput`
+    /// the name is prefixed with the case, e.g. `1 KiB × 50000: carrier manual`.
     #[arg(long, value_name = "TEXT", hide = true)]
     pub only: Option<String>,
     /// Load duration of `connections` in milliseconds (testing aid).

@@ -13,7 +13,7 @@ use super::sys;
 use super::{stamp, unstamp};
 
 /// Socket buffers of the baselines (the machines' `rmem_max`/`wmem_max`).
-const SOCKET_BUFFER: usize = 4 << 20;
+pub(super) const SOCKET_BUFFER: usize = 4 << 20;
 /// A receiver that has heard nothing for this long after the first datagram stops (the rest
 /// was lost).
 const IDLE_LIMIT: Duration = Duration::from_millis(500);
