@@ -162,6 +162,7 @@ impl Carrier {
             sleeping: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
+            ready_sleepers: AtomicUsize::new(0),
             last_update_ms: AtomicU64::new(0),
             epoch: start,
             tick_sleeper: desc.thread_mode == ThreadMode::Dedicated
@@ -491,6 +492,8 @@ impl Carrier {
                 lock(io).wait(&self.shared, Some(until), now(), true);
             }
         }
+        // Counted before the first look, so a publisher that queues after it notifies.
+        let _sleeping = Sleeper::new(&self.shared);
         let mut events = lock(&self.shared.events);
         loop {
             if let Some(x) = take(&mut events) {
@@ -674,6 +677,22 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Counts a thread that may block on `events_ready` (see [`Shared::notify_ready`]).
+struct Sleeper<'a>(&'a Shared);
+
+impl<'a> Sleeper<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.ready_sleepers.fetch_add(1, Ordering::SeqCst);
+        Sleeper(shared)
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        self.0.ready_sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct ThreadConfig {
     cpu: i32,
     priority: i32,
@@ -702,7 +721,7 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
             events.push_back(CarrierEvent::ThreadSetupFailed { message });
         }
         drop(events);
-        shared.events_ready.notify_all();
+        shared.notify_ready();
     }
     let mut next_tick = now() + cfg.tick;
     let mut watchdog_fired_at: Option<u64> = None;
@@ -729,7 +748,7 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
                 id: None,
                 error: SecurityError::UpdateTimeout,
             });
-            shared.events_ready.notify_all();
+            shared.notify_ready();
         }
         if shared.shutting_down.load(Ordering::SeqCst) {
             let end = *shutdown_deadline.get_or_insert(t + cfg.shutdown_timeout);

@@ -321,6 +321,10 @@ pub(crate) struct Shared {
     pub shutting_down: AtomicBool,
     /// Game threads blocked in `wait_event` (the game is alive while it waits).
     pub waiters: AtomicUsize,
+    /// Game threads that may block on `events_ready` (dedicated mode's `wait_event` and
+    /// `wait_message`): without any, publishing skips the notification, which is a system
+    /// call even when nobody waits.
+    pub ready_sleepers: AtomicUsize,
     /// Milliseconds since `epoch` of the game's last `update()`.
     pub last_update_ms: AtomicU64,
     pub epoch: Instant,
@@ -339,6 +343,16 @@ impl Shared {
         self.dirty.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             self.wake();
+        }
+    }
+
+    /// Wakes the game threads blocked on `events_ready`, if any. Called after queueing an event
+    /// or a message (under the queue's lock, released since): a sleeper counts itself before it
+    /// looks at the queues under their locks, so either it sees what was queued or the queueing
+    /// thread, ordered after its look by that lock, sees it counted.
+    pub(crate) fn notify_ready(&self) {
+        if self.ready_sleepers.load(Ordering::SeqCst) > 0 {
+            self.events_ready.notify_all();
         }
     }
 
@@ -384,7 +398,7 @@ impl Io {
                 Err(error) => {
                     tracing::warn!(%error, "receive failed");
                     lock(&shared.events).push_back(CarrierEvent::DriverError { id: None, error });
-                    shared.events_ready.notify_all();
+                    shared.notify_ready();
                     0
                 }
             };
@@ -440,7 +454,7 @@ impl Io {
                 deadline = core.poll_timeout();
                 drop(core);
                 if published {
-                    shared.events_ready.notify_all();
+                    shared.notify_ready();
                 }
                 more
             };
@@ -466,7 +480,7 @@ impl Io {
                 let _ = core.publish(shared);
                 deadline = core.poll_timeout();
                 drop(core);
-                shared.events_ready.notify_all();
+                shared.notify_ready();
             }
             if !more {
                 break;
