@@ -15,8 +15,9 @@
 //! dropped. The protocol therefore never keeps arena payloads for long: out-of-order received
 //! messages are copied into their own buffers when they are queued, reassembled messages have
 //! their own buffers, and the send side detaches (copies out) payloads that are lost or that
-//! wait long in a send queue (`send.rs`). Payloads above [`MAX_POOLED`] always get their own
-//! buffer. A received payload the application keeps pins its chunk (at most [`MAX_CHUNK`]);
+//! wait long in a send queue (`send.rs`; a deep queue into an arena of its own). Payloads
+//! above [`MAX_POOLED`] always get their own buffer. A received payload the application keeps
+//! pins its chunk (at most [`MAX_CHUNK`]);
 //! applications that keep payloads for long should copy them.
 
 use bytes::{Bytes, BytesMut};

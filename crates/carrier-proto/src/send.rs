@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::arena::PayloadArena;
 use crate::frame::{EncodeContext, OutMessage};
 use crate::recv::{fragmented_message_cost, message_cost};
 use crate::wire::Writer;
@@ -20,6 +21,11 @@ use crate::{Priority, StreamKey};
 /// is copied into a buffer of its own, so a connection that cannot send keeps no shared chunks
 /// alive. Bounds the chunks pinned by queued messages to those written in this time.
 const DETACH_AFTER: Duration = Duration::from_millis(100);
+
+/// Queued bytes from which waiting messages are detached into the connection's own arena
+/// rather than into buffers of their own: the queue is deep, so its payloads fill that arena's
+/// chunks densely and release them in order as it drains.
+const DENSE_QUEUE_BYTES: usize = crate::arena::MAX_CHUNK;
 
 /// Gives `payload` a buffer of its own if it shares one (crate::arena).
 fn detach(payload: &mut Bytes) {
@@ -164,6 +170,10 @@ pub(crate) struct SendState {
     expired: u64,
     /// The instant of the packet being filled.
     now: Instant,
+    /// Chunks of this connection's own for the payloads `detach_waiting` copies out of the
+    /// endpoint's shared arena while the queue is deep (a bulk sender would otherwise allocate
+    /// a buffer per message); dropped when the queues are empty.
+    detach_arena: Option<Box<PayloadArena>>,
 }
 
 impl SendState {
@@ -184,6 +194,7 @@ impl SendState {
             unreliable_ttl: Duration::from_millis(200),
             expired: 0,
             now,
+            detach_arena: None,
         }
     }
 
@@ -364,13 +375,24 @@ impl SendState {
 
     /// Gives the messages that waited longer than [`DETACH_AFTER`] buffers of their own.
     /// Amortized O(1): each message is examined once, from the front of its queue.
+    /// A deep queue copies them into the connection's own arena (see `detach_arena`).
     fn detach_waiting(&mut self, now: Instant) {
+        if self.queued_messages == 0 {
+            self.detach_arena = None;
+            return;
+        }
+        let dense = self.queued_bytes >= DENSE_QUEUE_BYTES;
         for (q, detached) in self.queues.iter_mut().zip(&mut self.detached) {
             while let Some(m) = q.get_mut(*detached) {
                 if now.saturating_duration_since(m.queued_at) <= DETACH_AFTER {
                     break;
                 }
-                detach(&mut m.payload);
+                if dense && !m.payload.is_unique() {
+                    let arena = self.detach_arena.get_or_insert_with(Box::default);
+                    m.payload = arena.copy(&m.payload);
+                } else {
+                    detach(&mut m.payload);
+                }
                 *detached += 1;
             }
         }
@@ -760,6 +782,52 @@ mod detach_tests {
         assert_eq!(&last[0].payload[..], b"second");
         assert_eq!(s.queued_bytes(), 0);
         assert_eq!(s.detached, [0; 3]);
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a base instant for this unit test
+    fn a_deep_queue_detaches_into_the_connections_own_chunks() {
+        let t0 = Instant::now();
+        let key = StreamKey {
+            channel: ChannelId::new(0),
+            priority: Priority::Normal,
+        };
+        let mut s = SendState::new(0, t0);
+        // A window of one message: everything else waits.
+        s.configure(message_cost(1000), 1000);
+        let mut shared = crate::arena::PayloadArena::default();
+        let n = 2 * DENSE_QUEUE_BYTES / 1000 + 2;
+        for i in 0..n {
+            let p = shared.copy(&[(i % 251) as u8; 1000]);
+            s.enqueue(key, true, p, 4000, t0);
+        }
+        assert_eq!(fill(&mut s, t0).len(), 1);
+        let later = t0 + DETACH_AFTER + Duration::from_millis(1);
+        assert!(fill(&mut s, later).is_empty());
+        let q = &s.queues[Priority::Normal.index()];
+        // Copied out of the endpoint's arena, into chunks of the connection's own (shared by
+        // several payloads), content intact.
+        let arena = s
+            .detach_arena
+            .as_ref()
+            .expect("a deep queue uses the detach arena");
+        assert!(
+            arena.chunks_allocated() < (n as u64) / 8,
+            "{}",
+            arena.chunks_allocated()
+        );
+        for (i, m) in q.iter().enumerate() {
+            assert_eq!(m.payload[..], [((i + 1) % 251) as u8; 1000]);
+        }
+        drop(shared);
+        assert!(
+            !q[0].payload.is_unique(),
+            "shares a chunk of the detach arena"
+        );
+        // Once the queue is empty the arena goes away.
+        s.clear();
+        fill(&mut s, later);
+        assert!(s.detach_arena.is_none());
     }
 }
 
