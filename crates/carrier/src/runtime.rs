@@ -339,9 +339,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wakes the I/O side if it sleeps (Dekker-style: `dirty` is set before `sleeping` is read,
     /// the thread sets `sleeping` before it reads `dirty`).
+    ///
+    /// A poke that finds `dirty` already set wakes nothing: whoever set it either woke the
+    /// thread or saw it awake, and an awake thread reads `dirty` before it sleeps again (it is
+    /// cleared only when a turn starts). A game thread sending a burst of messages therefore
+    /// costs one wake-up per carrier turn, not one per message.
     pub(crate) fn poke(&self) {
-        self.dirty.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
+        if !self.dirty.swap(true, Ordering::SeqCst) && self.sleeping.load(Ordering::SeqCst) {
             self.wake();
         }
     }
