@@ -167,10 +167,11 @@ enum Fate {
 }
 
 /// One entry of the sent ledger: a [`SentDatagram`] and, for ack-eliciting datagrams, the
-/// delivery-rate counters when it was sent, packed into 64 B instead of 112 (an idle connection
-/// keeps one entry, and every datagram in flight has one). Sizes are `u32` (a datagram is far
-/// below 4 GiB; larger values saturate), and the snapshot's two instants are signed nanosecond
-/// offsets from the send time, exact within ±292 years.
+/// delivery-rate counters when it was sent, packed into 80 B instead of 112 (an idle connection
+/// keeps one entry, and every datagram in flight has one): sizes are `u32` (a datagram is far
+/// below 4 GiB; larger values saturate) and the flags share a byte. (Storing the snapshot's
+/// instants as offsets from the send time would save 16 B more, but the conversions cost about
+/// 200 instructions per datagram sent.)
 #[derive(Clone, Copy, Debug)]
 struct Tracked {
     number: u64,
@@ -183,10 +184,10 @@ struct Tracked {
     flags: u8,
     /// [`DeliverySnapshot::delivered`] (meaningful with `FLAG_DELIVERY`).
     delivered: u64,
-    /// [`DeliverySnapshot::delivered_time`] − `time_sent`, nanoseconds.
-    delivered_time: i64,
-    /// [`DeliverySnapshot::first_sent_time`] − `time_sent`, nanoseconds.
-    first_sent_time: i64,
+    /// [`DeliverySnapshot::delivered_time`] (meaningful with `FLAG_DELIVERY`).
+    delivered_time: Instant,
+    /// [`DeliverySnapshot::first_sent_time`] (meaningful with `FLAG_DELIVERY`).
+    first_sent_time: Instant,
 }
 
 const FLAG_ACK_ELICITING: u8 = 1;
@@ -196,26 +197,6 @@ const FLAG_LAZY_ACK: u8 = 4;
 const FLAG_DELIVERY: u8 = 8;
 /// The snapshot's `app_limited`.
 const FLAG_DELIVERY_APP_LIMITED: u8 = 16;
-
-/// `t − base` in nanoseconds, signed (saturating beyond ±292 years).
-fn offset_nanos(base: Instant, t: Instant) -> i64 {
-    if t >= base {
-        i64::try_from(t.duration_since(base).as_nanos()).unwrap_or(i64::MAX)
-    } else {
-        i64::try_from(base.duration_since(t).as_nanos()).map_or(-i64::MAX, |n| -n)
-    }
-}
-
-/// `base + nanos` (the inverse of [`offset_nanos`]); `base` if that is not representable.
-fn at_offset(base: Instant, nanos: i64) -> Instant {
-    let d = Duration::from_nanos(nanos.unsigned_abs());
-    if nanos >= 0 {
-        base.checked_add(d)
-    } else {
-        base.checked_sub(d)
-    }
-    .unwrap_or(base)
-}
 
 /// A size as stored in the ledger.
 fn size32(n: usize) -> u32 {
@@ -228,12 +209,13 @@ impl Tracked {
         let mut flags = flag(sent.ack_eliciting, FLAG_ACK_ELICITING)
             | flag(sent.app_limited, FLAG_APP_LIMITED)
             | flag(sent.lazy_ack, FLAG_LAZY_ACK);
-        let (mut delivered, mut delivered_time, mut first_sent_time) = (0, 0, 0);
+        let (mut delivered, mut delivered_time, mut first_sent_time) =
+            (0, sent.time_sent, sent.time_sent);
         if let Some(d) = delivery {
             flags |= FLAG_DELIVERY | flag(d.app_limited, FLAG_DELIVERY_APP_LIMITED);
             delivered = d.delivered;
-            delivered_time = offset_nanos(sent.time_sent, d.delivered_time);
-            first_sent_time = offset_nanos(sent.time_sent, d.first_sent_time);
+            delivered_time = d.delivered_time;
+            first_sent_time = d.first_sent_time;
         }
         Tracked {
             number: sent.number,
@@ -263,10 +245,10 @@ impl Tracked {
     }
 
     fn delivery(&self) -> Option<DeliverySnapshot> {
-        (self.flags & FLAG_DELIVERY != 0).then(|| DeliverySnapshot {
+        (self.flags & FLAG_DELIVERY != 0).then_some(DeliverySnapshot {
             delivered: self.delivered,
-            delivered_time: at_offset(self.time_sent, self.delivered_time),
-            first_sent_time: at_offset(self.time_sent, self.first_sent_time),
+            delivered_time: self.delivered_time,
+            first_sent_time: self.first_sent_time,
             app_limited: self.flags & FLAG_DELIVERY_APP_LIMITED != 0,
         })
     }
