@@ -520,13 +520,13 @@ impl Carrier {
     /// The next event, if any.
     pub fn poll_event(&self) -> Option<CarrierEvent> {
         self.mark_alive();
-        lock(&self.shared.events).pop_front()
+        crate::runtime::pop_event(&mut lock(&self.shared.events))
     }
 
     /// Blocks until an event arrives or `timeout` passes (in manual mode it drives the I/O
     /// meanwhile). For tools and servers without a frame loop.
     pub fn wait_event(&self, timeout: Duration) -> Option<CarrierEvent> {
-        self.wait_for(timeout, VecDeque::pop_front)
+        self.wait_for(timeout, crate::runtime::pop_event)
     }
 
     /// Statistics of a connection (last second and lifetime, all and effective data, RTT,

@@ -6,7 +6,7 @@
 //! driver lives in [`Io`], owned by whoever drives the I/O, so blocking in the driver never
 //! holds the endpoint lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +26,19 @@ const RECV_BATCH: usize = 32;
 const RECV_PER_TURN: usize = 4_096;
 /// Datagrams collected from the endpoint per lock, then sent with the lock released.
 const SEND_BATCH: usize = 64;
+/// Capacity the burst queues (peer changes, the game's event queue) keep once empty: a burst of
+/// connections grows them, and keeping that capacity would cost about as much per connection
+/// as the connection's own state (a steady trickle stays below this and never reallocates).
+pub(crate) const BURST_KEEP: usize = 32;
+
+/// Pops the next event of the game's queue, giving back burst capacity once it is empty.
+pub(crate) fn pop_event(events: &mut VecDeque<CarrierEvent>) -> Option<CarrierEvent> {
+    let e = events.pop_front();
+    if events.is_empty() && events.capacity() > BURST_KEEP {
+        events.shrink_to(BURST_KEEP);
+    }
+    e
+}
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: the carrier never
 /// leaves its state half-updated across a panic point, and the game must keep running.
@@ -41,10 +54,14 @@ pub(crate) struct Core {
     tx_buf: Vec<u8>,
     /// Peers whose connections started or ended since the driver was last told.
     pub peer_changes: Vec<(SocketAddr, bool)>,
-    /// Peers the driver was told about, by connection.
-    announced: HashMap<ConnectionId, SocketAddr>,
+    /// Peers the driver was told about, by connection, sorted by id. A sorted vector, not a
+    /// hash map: new ids are the largest, so announcing appends, and it costs half the memory
+    /// per connection (40 B instead of a hash map's 41 B per bucket at a load of 44–87 %).
+    announced: Vec<(ConnectionId, SocketAddr)>,
     /// Connections that ended and may still linger in the endpoint.
     ending: Vec<ConnectionId>,
+    /// Scratch: connections gone from the endpoint in this turn (reused).
+    gone: Vec<ConnectionId>,
 }
 
 impl Core {
@@ -60,32 +77,48 @@ impl Core {
             local_addr,
             tx_buf: vec![0; max_datagram],
             peer_changes: Vec::new(),
-            announced: HashMap::new(),
+            announced: Vec::new(),
             ending: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
     /// Tells the driver (on the next turn, before anything is sent) that `addr` is a peer.
     pub(crate) fn announce(&mut self, id: ConnectionId, addr: SocketAddr) {
-        if self.announced.insert(id, addr).is_none() {
-            self.peer_changes.push((addr, true));
+        match self.announced.binary_search_by_key(&id, |e| e.0) {
+            Ok(i) => self.announced[i].1 = addr,
+            Err(i) => {
+                self.announced.insert(i, (id, addr));
+                self.peer_changes.push((addr, true));
+            }
         }
     }
 
     /// Tells the driver about connections that are gone from the endpoint.
     fn retire_ended(&mut self) {
         let endpoint = &self.endpoint;
-        let announced = &mut self.announced;
-        let changes = &mut self.peer_changes;
+        let gone = &mut self.gone;
         self.ending.retain(|id| {
             if endpoint.connection(*id).is_some() {
                 return true;
             }
-            if let Some(addr) = announced.remove(id) {
-                changes.push((addr, false));
-            }
+            gone.push(*id);
             false
         });
+        if gone.is_empty() {
+            return;
+        }
+        // One pass over the announced peers for all the connections gone this turn.
+        gone.sort_unstable();
+        let changes = &mut self.peer_changes;
+        self.announced.retain(|(id, addr)| {
+            let keep = gone.binary_search(id).is_err();
+            if !keep {
+                changes.push((*addr, false));
+            }
+            keep
+        });
+        gone.clear();
     }
 
     /// One received datagram, through the simulator if any.
@@ -454,6 +487,9 @@ impl Io {
                     } else {
                         self.driver.on_peer_disconnected(peer);
                     }
+                }
+                if core.peer_changes.capacity() > BURST_KEEP {
+                    core.peer_changes.shrink_to(BURST_KEEP);
                 }
                 deadline = core.poll_timeout();
                 drop(core);

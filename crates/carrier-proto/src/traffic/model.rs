@@ -200,6 +200,29 @@ impl<const W: usize> MaxFilter<W> {
     }
 }
 
+/// An optional duration in 8 bytes instead of 16: whole nanoseconds, `u64::MAX` for none. Exact
+/// below about 584 years (longer durations saturate just below the sentinel; no RTT comes near),
+/// so the controller computes exactly what it would with `Option<Duration>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OptNanos(u64);
+
+impl OptNanos {
+    const NONE: Self = Self(u64::MAX);
+
+    /// `d` in nanoseconds, saturating below the `NONE` sentinel.
+    fn nanos(d: Duration) -> u64 {
+        u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1))
+    }
+
+    fn some(d: Duration) -> Self {
+        Self(Self::nanos(d))
+    }
+
+    fn get(self) -> Option<Duration> {
+        (self != Self::NONE).then(|| Duration::from_nanos(self.0))
+    }
+}
+
 /// The state machine of the controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -216,7 +239,8 @@ pub(super) struct Model {
     /// At least [`min_window`](Self::min_window).
     max_window: usize,
     /// RTT assumed before the first sample (sizes the first pacing rate).
-    initial_rtt: Duration,
+    /// RTT assumed before the first sample, nanoseconds ([`OptNanos`]).
+    initial_rtt: u64,
     created: Instant,
     mode: Mode,
     btl_bw: MaxFilter<{ BW_WINDOW_ROUNDS as usize }>,
@@ -225,7 +249,7 @@ pub(super) struct Model {
     extra_acked: MaxFilter<{ EXTRA_ACKED_WINDOW_ROUNDS as usize }>,
     ack_epoch_start: Instant,
     ack_epoch_acked: u64,
-    min_rtt: Option<Duration>,
+    min_rtt: OptNanos,
     min_rtt_stamp: Instant,
     // Round trips: a round ends when a datagram sent after the previous round ended is delivered.
     round: u64,
@@ -246,11 +270,12 @@ pub(super) struct Model {
     drain_phases: u32,
     /// (round of the last back-off, round at which to judge it).
     backoff_check: Option<(u64, u64)>,
-    round_min_rtt: Option<Duration>,
+    round_min_rtt: OptNanos,
     /// Largest of the per-ACK RTT samples of the round (each ACK's smallest).
-    round_max_rtt: Option<Duration>,
+    round_max_rtt: OptNanos,
     /// Moving average of the in-round RTT spread.
-    jitter: Duration,
+    /// Nanoseconds.
+    jitter: u64,
     round_app_limited: bool,
     /// Moving average of the loss ratio of cruising rounds: the path's random loss.
     random_loss: f64,
@@ -270,7 +295,7 @@ pub(super) struct Model {
     probe_rtt_done: Option<Instant>,
     probe_rtt_round_done: bool,
     /// Smallest RTT sample during the current ProbeRtt.
-    probe_rtt_min: Option<Duration>,
+    probe_rtt_min: OptNanos,
     prior_cwnd: usize,
     // Output.
     cwnd: usize,
@@ -304,14 +329,14 @@ impl Model {
         let mut model = Self {
             max_datagram_size: size,
             max_window,
-            initial_rtt,
+            initial_rtt: OptNanos::nanos(initial_rtt),
             created: now,
             mode: Mode::Startup,
             btl_bw: MaxFilter::default(),
             extra_acked: MaxFilter::default(),
             ack_epoch_start: now,
             ack_epoch_acked: 0,
-            min_rtt: None,
+            min_rtt: OptNanos::NONE,
             min_rtt_stamp: now,
             round: 0,
             delivered: 0,
@@ -325,9 +350,9 @@ impl Model {
             backoff_hold: None,
             drain_phases: 1,
             backoff_check: None,
-            round_min_rtt: None,
-            round_max_rtt: None,
-            jitter: Duration::ZERO,
+            round_min_rtt: OptNanos::NONE,
+            round_max_rtt: OptNanos::NONE,
+            jitter: 0,
             round_app_limited: false,
             random_loss: 0.0,
             filled_pipe: false,
@@ -340,7 +365,7 @@ impl Model {
             loss_in_phase: false,
             probe_rtt_done: None,
             probe_rtt_round_done: false,
-            probe_rtt_min: None,
+            probe_rtt_min: OptNanos::NONE,
             prior_cwnd: initial_window,
             cwnd: initial_window,
             pacing_rate: 0,
@@ -352,7 +377,7 @@ impl Model {
 
     fn bdp(&self, gain: f64) -> Option<usize> {
         let bw = self.btl_bw.get();
-        let min_rtt = self.min_rtt?;
+        let min_rtt = self.min_rtt.get()?;
         if bw == 0 {
             return None;
         }
@@ -418,7 +443,7 @@ impl Model {
             .btl_bw
             .get()
             .min(self.last_round_rate.unwrap_or(u64::MAX));
-        let bdp = self.min_rtt.map(|m| {
+        let bdp = self.min_rtt.get().map(|m| {
             let bytes = u128::from(bw).saturating_mul(m.as_nanos()) / 1_000_000_000;
             scale_usize(
                 usize::try_from(bytes).unwrap_or(usize::MAX),
@@ -434,14 +459,17 @@ impl Model {
         min_rtt
             .mul_f64(QUEUE_DELAY_FRACTION)
             .max(QUEUE_DELAY_MIN)
-            .max(self.jitter)
+            .max(Duration::from_nanos(self.jitter))
     }
 
     fn set_pacing_rate(&mut self) {
         let bw = self.btl_bw.get();
         if bw == 0 {
             // No sample yet: the initial window per RTT, at the Startup gain.
-            let rtt = self.min_rtt.unwrap_or(self.initial_rtt);
+            let rtt = self
+                .min_rtt
+                .get()
+                .unwrap_or(Duration::from_nanos(self.initial_rtt));
             let window = u64::try_from(self.cwnd).unwrap_or(u64::MAX);
             if let Some(r) = rate(window, rtt) {
                 self.pacing_rate = scale_u64(r, STARTUP_PACING_GAIN);
@@ -510,16 +538,18 @@ impl Model {
         if !self.round_app_limited && round_rate.is_some() {
             self.last_round_rate = round_rate;
         }
-        let standing_queue = match (self.round_min_rtt, self.min_rtt) {
+        let standing_queue = match (self.round_min_rtt.get(), self.min_rtt.get()) {
             (Some(round_min), Some(min)) => {
                 round_min > min.saturating_add(self.queue_delay_threshold(min))
             }
             _ => false,
         };
-        if let (Some(lo), Some(hi)) = (self.round_min_rtt, self.round_max_rtt) {
+        if let (Some(lo), Some(hi)) = (self.round_min_rtt.get(), self.round_max_rtt.get()) {
             let spread = (hi - lo).as_secs_f64();
-            let jitter = self.jitter.as_secs_f64();
-            self.jitter = Duration::from_secs_f64(jitter + JITTER_WEIGHT * (spread - jitter));
+            let jitter = Duration::from_nanos(self.jitter).as_secs_f64();
+            self.jitter = OptNanos::nanos(Duration::from_secs_f64(
+                jitter + JITTER_WEIGHT * (spread - jitter),
+            ));
         }
         // Cruising rounds (two phases after the probe started, so the probe's own losses are
         // settled) measure the random loss.
@@ -557,8 +587,8 @@ impl Model {
         self.round_start_time = now;
         self.round_delivered = 0;
         self.round_lost = 0;
-        self.round_min_rtt = None;
-        self.round_max_rtt = None;
+        self.round_min_rtt = OptNanos::NONE;
+        self.round_max_rtt = OptNanos::NONE;
         self.round_app_limited = false;
     }
 
@@ -609,7 +639,10 @@ impl Model {
         if self.mode != Mode::ProbeBw {
             return;
         }
-        let min_rtt = self.min_rtt.unwrap_or(self.initial_rtt);
+        let min_rtt = self
+            .min_rtt
+            .get()
+            .unwrap_or(Duration::from_nanos(self.initial_rtt));
         let full_length = now.saturating_duration_since(self.cycle_start) > min_rtt;
         let gain = self.pacing_gain;
         let advance = if gain > 1.0 {
@@ -645,32 +678,33 @@ impl Model {
     /// value stays: a sample taken through a full queue never replaces it.
     fn update_min_rtt(&mut self, now: Instant, sample: Option<Duration>, round_start: bool) {
         if let Some(sample) = sample
-            && self.min_rtt.is_none_or(|m| sample <= m)
+            && self.min_rtt.get().is_none_or(|m| sample <= m)
         {
-            self.min_rtt = Some(sample);
+            self.min_rtt = OptNanos::some(sample);
             self.min_rtt_stamp = now;
         }
         let expired = now.saturating_duration_since(self.min_rtt_stamp) > MIN_RTT_WINDOW;
-        if expired && self.mode != Mode::ProbeRtt && self.min_rtt.is_some() {
+        if expired && self.mode != Mode::ProbeRtt && self.min_rtt.get().is_some() {
             self.mode = Mode::ProbeRtt;
             self.pacing_gain = 1.0;
             self.cwnd_gain = CWND_GAIN;
             self.prior_cwnd = self.cwnd;
             self.probe_rtt_done = None;
-            self.probe_rtt_min = None;
+            self.probe_rtt_min = OptNanos::NONE;
         }
         if self.mode != Mode::ProbeRtt {
             return;
         }
         if let Some(sample) = sample {
-            self.probe_rtt_min = Some(self.probe_rtt_min.map_or(sample, |m| m.min(sample)));
+            self.probe_rtt_min =
+                OptNanos::some(self.probe_rtt_min.get().map_or(sample, |m| m.min(sample)));
         }
         match self.probe_rtt_done {
             None if self.bytes_in_flight <= self.probe_rtt_window() => {
                 self.probe_rtt_done = now.checked_add(PROBE_RTT_DURATION);
                 self.probe_rtt_round_done = false;
                 // Only samples of datagrams sent from now on show the drained path.
-                self.probe_rtt_min = None;
+                self.probe_rtt_min = OptNanos::NONE;
                 // A new round starts now: ProbeRtt lasts at least until it ends.
                 self.next_round_delivered = self.delivered;
             }
@@ -680,8 +714,8 @@ impl Model {
                     self.probe_rtt_round_done = true;
                 }
                 if self.probe_rtt_round_done && now >= done {
-                    if let Some(min) = self.probe_rtt_min {
-                        self.min_rtt = Some(min);
+                    if let Some(min) = self.probe_rtt_min.get() {
+                        self.min_rtt = OptNanos::some(min);
                     }
                     self.min_rtt_stamp = now;
                     self.cwnd = self.cwnd.max(self.prior_cwnd);
@@ -727,8 +761,10 @@ impl Controller for Model {
             .round_delivered
             .saturating_add(u64::try_from(ack.acked_bytes).unwrap_or(u64::MAX));
         if let Some(rtt) = ack.rtt_sample {
-            self.round_min_rtt = Some(self.round_min_rtt.map_or(rtt, |m| m.min(rtt)));
-            self.round_max_rtt = Some(self.round_max_rtt.map_or(rtt, |m| m.max(rtt)));
+            self.round_min_rtt =
+                OptNanos::some(self.round_min_rtt.get().map_or(rtt, |m| m.min(rtt)));
+            self.round_max_rtt =
+                OptNanos::some(self.round_max_rtt.get().map_or(rtt, |m| m.max(rtt)));
         }
         let mut round_start = false;
         let mut app_limited = false;
