@@ -342,6 +342,20 @@ impl Shared {
         }
     }
 
+    /// Wakes the game threads blocked in `wait_event`/`wait_message` after events or messages
+    /// were queued. Nothing when none waits: an uncontended `notify_all` is still a `futex`
+    /// system call, once per carrier-thread turn that delivers something. A waiter counts itself
+    /// in `waiters` before it first looks at the queues, and the queues were filled before
+    /// `waiters` is read here, so a waiter that is not counted yet will find what was queued.
+    /// Taking the event lock orders the wake-up after a counted waiter's check: it is then
+    /// either in `wait_timeout` (and woken) or has not checked yet (and will find the data).
+    pub(crate) fn notify_waiters(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            drop(lock(&self.events));
+            self.events_ready.notify_all();
+        }
+    }
+
     pub(crate) fn wake(&self) {
         if self.tick_sleeper {
             *lock(&self.tick) = true;
@@ -384,7 +398,7 @@ impl Io {
                 Err(error) => {
                     tracing::warn!(%error, "receive failed");
                     lock(&shared.events).push_back(CarrierEvent::DriverError { id: None, error });
-                    shared.events_ready.notify_all();
+                    shared.notify_waiters();
                     0
                 }
             };
@@ -440,7 +454,7 @@ impl Io {
                 deadline = core.poll_timeout();
                 drop(core);
                 if published {
-                    shared.events_ready.notify_all();
+                    shared.notify_waiters();
                 }
                 more
             };
@@ -466,7 +480,7 @@ impl Io {
                 let _ = core.publish(shared);
                 deadline = core.poll_timeout();
                 drop(core);
-                shared.events_ready.notify_all();
+                shared.notify_waiters();
             }
             if !more {
                 break;
