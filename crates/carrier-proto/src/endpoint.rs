@@ -515,13 +515,12 @@ impl Endpoint {
 
     /// Moves a connection's events and messages to the endpoint's queues; removes it once closed.
     fn collect(&mut self, id: ConnectionId) {
-        // One map lookup for the drain, the ready queue and the timer (this runs per datagram).
+        // One map lookup for the drain and the ready queue (this runs per datagram).
         let Endpoint {
             connections,
             events,
             messages,
             ready,
-            timers,
             ..
         } = self;
         let Some(conn) = connections.get_mut(&id) else {
@@ -531,8 +530,10 @@ impl Endpoint {
         if conn.is_closed() {
             self.remove_closed();
         } else {
+            // No deadline computed here: the connection now waits for `poll_transmit`, which
+            // reschedules every connection it serves, and the run loop drains it before it
+            // reads `poll_timeout` (crate docs). Doing both would compute it twice per datagram.
             queue_ready(id, conn, ready);
-            schedule(id, conn, timers);
         }
     }
 
@@ -583,6 +584,10 @@ impl Endpoint {
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called at, if any.
+    /// Exact once [`poll_transmit`](Self::poll_transmit) has returned `None` since the last
+    /// input (the run loop of the crate docs): a connection that received a datagram has its
+    /// deadline recomputed when `poll_transmit` serves it, not twice per datagram. Read before
+    /// that, it may be that connection's previous deadline (firing it early is harmless).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(t, _)| *t)
     }
