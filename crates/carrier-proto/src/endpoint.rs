@@ -275,6 +275,8 @@ impl Endpoint {
     /// ([`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
     /// [`poll_message`](Self::poll_message), [`poll_timeout`](Self::poll_timeout)).
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        // The connection a data packet was for: looked up once (this runs per datagram).
+        let mut data_for = None;
         let result = match packet::parse(datagram) {
             Err(reason) => Err(reason),
             Ok(Packet::ConnectRequest(req)) => self.handle_request(now, from, &req),
@@ -284,6 +286,7 @@ impl Endpoint {
                 let start = body.len() - frames.len();
                 match self.by_addr.get(&from) {
                     Some(&id) => {
+                        data_for = Some(id);
                         // Like `call`, with the receive arena lent as well: the scratch
                         // buffers must be lent on this path too, or every connection that
                         // receives data grows its own set.
@@ -322,7 +325,12 @@ impl Endpoint {
         if let Err(reason) = result {
             self.record_drop(now, from, reason);
         }
-        if let Some(&id) = self.by_addr.get(&from) {
+        // A data packet changes no address mapping; a handshake packet may.
+        let id = match (data_for, &result) {
+            (Some(id), Ok(())) => Some(id),
+            _ => self.by_addr.get(&from).copied(),
+        };
+        if let Some(id) = id {
             self.collect(id);
         }
     }
@@ -507,45 +515,41 @@ impl Endpoint {
 
     /// Moves a connection's events and messages to the endpoint's queues; removes it once closed.
     fn collect(&mut self, id: ConnectionId) {
-        let Some(conn) = self.connections.get_mut(&id) else {
+        // One map lookup for the drain and the ready queue (this runs per datagram).
+        let Endpoint {
+            connections,
+            events,
+            messages,
+            ready,
+            ..
+        } = self;
+        let Some(conn) = connections.get_mut(&id) else {
             return;
         };
-        drain(id, conn, &mut self.events, &mut self.messages);
+        drain(id, conn, events, messages);
         if conn.is_closed() {
             self.remove_closed();
         } else {
-            self.mark_ready(id);
-            self.reschedule(id);
+            // No deadline computed here: the connection now waits for `poll_transmit`, which
+            // reschedules every connection it serves, and the run loop drains it before it
+            // reads `poll_timeout` (crate docs). Doing both would compute it twice per datagram.
+            queue_ready(id, conn, ready);
         }
     }
 
     /// Puts a connection in the round-robin queue of `poll_transmit` (something changed: it may
     /// have something to send).
     fn mark_ready(&mut self, id: ConnectionId) {
-        if let Some(conn) = self.connections.get_mut(&id)
-            && !conn.in_ready
-        {
-            conn.in_ready = true;
-            self.ready.push_back(id);
+        if let Some(conn) = self.connections.get_mut(&id) {
+            queue_ready(id, conn, &mut self.ready);
         }
     }
 
     /// Recomputes a connection's deadline in the timer set.
     fn reschedule(&mut self, id: ConnectionId) {
-        let Some(conn) = self.connections.get_mut(&id) else {
-            return;
-        };
-        let deadline = conn.poll_timeout();
-        if conn.scheduled == deadline {
-            return;
+        if let Some(conn) = self.connections.get_mut(&id) {
+            schedule(id, conn, &mut self.timers);
         }
-        if let Some(t) = conn.scheduled {
-            self.timers.remove(&(t, id));
-        }
-        if let Some(t) = deadline {
-            self.timers.insert((t, id));
-        }
-        conn.scheduled = deadline;
     }
 
     /// Writes the next datagram to send into `buf` (which should hold the maximum datagram
@@ -561,6 +565,7 @@ impl Endpoint {
             });
         }
         while let Some(id) = self.ready.pop_front() {
+            // One map lookup per connection served (this runs per datagram).
             let Some(conn) = self.connections.get_mut(&id) else {
                 continue;
             };
@@ -568,10 +573,10 @@ impl Endpoint {
             let sent = conn
                 .poll_transmit(now, buf)
                 .map(|size| (conn.remote_addr(), size));
-            self.reschedule(id);
+            schedule(id, conn, &mut self.timers);
             if let Some((destination, size)) = sent {
                 // It may have more: back of the queue, so the others get their turn first.
-                self.mark_ready(id);
+                queue_ready(id, conn, &mut self.ready);
                 return Some(Transmit { destination, size });
             }
         }
@@ -579,6 +584,10 @@ impl Endpoint {
     }
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called at, if any.
+    /// Exact once [`poll_transmit`](Self::poll_transmit) has returned `None` since the last
+    /// input (the run loop of the crate docs): a connection that received a datagram has its
+    /// deadline recomputed when `poll_transmit` serves it, not twice per datagram. Read before
+    /// that, it may be that connection's previous deadline (firing it early is harmless).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(t, _)| *t)
     }
@@ -816,6 +825,33 @@ impl Endpoint {
 }
 
 /// Moves a connection's pending events and delivered messages to the endpoint's queues.
+/// Puts `conn` in the round-robin queue of `poll_transmit` unless it is there already.
+fn queue_ready(id: ConnectionId, conn: &mut Connection, ready: &mut VecDeque<ConnectionId>) {
+    if !conn.in_ready {
+        conn.in_ready = true;
+        ready.push_back(id);
+    }
+}
+
+/// Moves `conn`'s entry in the timer set to its current deadline.
+fn schedule(
+    id: ConnectionId,
+    conn: &mut Connection,
+    timers: &mut BTreeSet<(Instant, ConnectionId)>,
+) {
+    let deadline = conn.poll_timeout();
+    if conn.scheduled == deadline {
+        return;
+    }
+    if let Some(t) = conn.scheduled {
+        timers.remove(&(t, id));
+    }
+    if let Some(t) = deadline {
+        timers.insert((t, id));
+    }
+    conn.scheduled = deadline;
+}
+
 fn drain(
     id: ConnectionId,
     conn: &mut Connection,

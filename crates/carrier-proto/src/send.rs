@@ -54,8 +54,13 @@ struct Outgoing {
     payload: Bytes,
     /// Fragment size and the next fragment index, for messages split in fragments.
     fragments: Option<(usize, u64)>,
-    /// When it was queued (unreliable messages expire, docs/protocol.md §16).
+    /// When it was queued (unreliable messages expire, docs/protocol.md §16). While
+    /// `provisional`, the last instant the connection knew when the message was queued (the
+    /// message was queued at or after it); [`SendState::stamp`] replaces it with the next
+    /// instant the connection learns.
     queued_at: Instant,
+    /// Whether `queued_at` is only a lower bound (above).
+    provisional: bool,
 }
 
 impl Outgoing {
@@ -239,7 +244,8 @@ impl SendState {
     }
 
     /// Queues a message, numbering it in its stream. `max_unsplit` is the largest payload sent
-    /// without fragmentation.
+    /// without fragmentation; `now` is the last instant the connection knew, a provisional
+    /// queueing time until [`stamp`](Self::stamp).
     pub(crate) fn enqueue(
         &mut self,
         key: StreamKey,
@@ -273,7 +279,26 @@ impl SendState {
             payload,
             fragments,
             queued_at: now,
+            provisional: true,
         });
+    }
+
+    /// The connection learned the time `now`: messages queued since it last did were queued at
+    /// or before `now`, and their TTL counts from it (docs/protocol.md §16). `enqueue` takes no
+    /// exact clock: `Endpoint::send` has none, and a stamp from before a pause in which the
+    /// connection saw no time (an idle connection, a stalled caller) would expire a message
+    /// that never had a chance to leave. O(1) amortized: the provisional messages are the tail
+    /// of each queue, each is stamped once.
+    pub(crate) fn stamp(&mut self, now: Instant) {
+        for q in &mut self.queues {
+            for m in q.iter_mut().rev() {
+                if !m.provisional {
+                    break;
+                }
+                m.queued_at = m.queued_at.max(now);
+                m.provisional = false;
+            }
+        }
     }
 
     /// Whether a new reliable message of flow-control cost `cost` may start under the peer's
@@ -863,5 +888,42 @@ mod expiry_tests {
         assert!(sent.iter().all(|f| f.payload[0] % 2 == 0));
         assert_eq!(s.queued_messages(), 0);
         assert_eq!(s.queued_bytes(), 0);
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a base instant for this unit test
+    fn the_ttl_counts_from_the_first_instant_learned_after_queueing() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_millis(200);
+        let key = StreamKey {
+            channel: ChannelId::new(0),
+            priority: Priority::Normal,
+        };
+        let fill_at = |s: &mut SendState, now: Instant| {
+            let mut buf = vec![0u8; 1200];
+            let mut w = Writer::new(&mut buf);
+            s.fill(&mut w, &mut EncodeContext::default(), &mut Vec::new(), now)
+        };
+        let mut s = SendState::new(0, t0);
+        // Queued some time after t0, the last instant known: stamped when 500 ms is learned.
+        s.enqueue(key, false, Bytes::from_static(b"a"), 1000, t0);
+        s.stamp(t0 + Duration::from_millis(500));
+        // A stamp later on changes nothing: the message is no longer provisional.
+        s.stamp(t0 + Duration::from_millis(600));
+        s.enqueue(
+            key,
+            false,
+            Bytes::from_static(b"b"),
+            1000,
+            t0 + Duration::from_millis(600),
+        );
+        s.stamp(t0 + Duration::from_millis(610));
+        // "a" waited 201 ms since its stamp: expired; "b" waited 101 ms: sent.
+        let f = fill_at(
+            &mut s,
+            t0 + Duration::from_millis(500) + ttl + Duration::from_millis(1),
+        );
+        assert_eq!((s.expired(), f.frames), (1, 1));
+        assert_eq!(s.queued_messages(), 0);
     }
 }

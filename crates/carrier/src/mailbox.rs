@@ -1,80 +1,136 @@
-//! Delivered messages waiting for the game: per connection and channel (for `receive`) and in
-//! delivery order across all of them (for `poll_message`), both O(1) amortized.
+//! Delivered messages waiting for the game: in delivery order across all connections and
+//! channels (for `poll_message`) and per connection and channel (for `receive`), both O(1)
+//! amortized.
+//!
+//! The delivery-order queue holds the messages. The per-(connection, channel) index of them is
+//! built the first time the game asks for one connection's messages (`receive`, `receive_into`,
+//! `statistics`) and kept from then on: a game that only calls `poll_message` pays no hash
+//! lookup and touches no per-connection queue per message (a server with 1,000 connections
+//! would otherwise touch 1,000 cold queues).
 
 use std::collections::VecDeque;
 
 use carrier_proto::{ConnectionId, Message};
 use rustc_hash::FxHashMap;
 
-/// The receive queues. A queue that empties is kept (not freed), so a steady flow of messages
-/// allocates nothing here; there is one per (connection, channel) that ever received.
+/// Per (connection, channel): the tickets of its waiting messages, oldest first. Keyed by ids
+/// the endpoint assigns, never by network input, so a fast non-keyed hash is safe.
+type Index = FxHashMap<(ConnectionId, u8), VecDeque<u64>>;
+
+/// The receive queues. An index queue that empties is kept (not freed), so a steady flow of
+/// messages allocates nothing here.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
-    /// Keyed by locally assigned ids, never by network input, so a fast non-keyed hash is safe
-    /// (two lookups per message: SipHash was several percent of a 64 B message's cost).
-    queues: FxHashMap<(ConnectionId, u8), VecDeque<(u64, Message)>>,
-    /// Tickets in delivery order; a ticket whose message was taken by `pop` is stale.
-    order: VecDeque<(ConnectionId, u8, u64)>,
-    next: u64,
+    /// Messages in delivery order; `order[i]` has ticket `base + i`; `None` once taken by
+    /// `pop` (dropped when it reaches the front, or by `compact`).
+    order: VecDeque<Option<(ConnectionId, Message)>>,
+    /// Ticket of `order[0]`.
+    base: u64,
+    /// Built on first use (module docs).
+    index: Option<Index>,
     queued: usize,
 }
 
 impl Mailbox {
     pub(crate) fn push(&mut self, id: ConnectionId, message: Message) {
-        let ch = message.channel.get();
-        let ticket = self.next;
-        self.next += 1;
-        self.queues
-            .entry((id, ch))
-            .or_default()
-            .push_back((ticket, message));
-        self.order.push_back((id, ch, ticket));
+        let ticket = self.base + self.order.len() as u64;
+        if let Some(index) = &mut self.index {
+            index
+                .entry((id, message.channel.get()))
+                .or_default()
+                .push_back(ticket);
+        }
+        self.order.push_back(Some((id, message)));
         self.queued += 1;
     }
 
     /// The next message of any connection and channel, in delivery order.
     pub(crate) fn pop_any(&mut self) -> Option<(ConnectionId, Message)> {
-        while let Some((id, ch, ticket)) = self.order.pop_front() {
-            let Some(q) = self.queues.get_mut(&(id, ch)) else {
+        while let Some(slot) = self.order.pop_front() {
+            self.base += 1;
+            let Some((id, m)) = slot else {
                 continue;
             };
-            if q.front().is_some_and(|(t, _)| *t == ticket) {
-                let (_, m) = q.pop_front()?;
-                self.queued -= 1;
-                return Some((id, m));
+            self.queued -= 1;
+            // Its ticket is the oldest of its queue.
+            if let Some(q) = self
+                .index
+                .as_mut()
+                .and_then(|index| index.get_mut(&(id, m.channel.get())))
+            {
+                q.pop_front();
             }
+            return Some((id, m));
         }
         None
     }
 
+    /// The index, built from the waiting messages on first use.
+    fn index(&mut self) -> &mut Index {
+        let (order, base) = (&self.order, self.base);
+        self.index.get_or_insert_with(|| {
+            let mut index = Index::default();
+            for (i, slot) in order.iter().enumerate() {
+                if let Some((id, m)) = slot {
+                    index
+                        .entry((*id, m.channel.get()))
+                        .or_default()
+                        .push_back(base + i as u64);
+                }
+            }
+            index
+        })
+    }
+
     /// The next message of one connection and channel.
     pub(crate) fn pop(&mut self, id: ConnectionId, ch: u8) -> Option<Message> {
-        let q = self.queues.get_mut(&(id, ch))?;
-        let (_, m) = q.pop_front()?;
+        let ticket = self.index().get_mut(&(id, ch))?.pop_front()?;
+        let pos = usize::try_from(ticket.checked_sub(self.base)?).ok()?;
+        let (_, m) = self.order.get_mut(pos)?.take()?;
         self.queued -= 1;
-        // Drop stale tickets once they outnumber the live ones.
+        while self.order.front().is_some_and(Option::is_none) {
+            self.order.pop_front();
+            self.base += 1;
+        }
+        // Taken messages behind one that waits: drop them once they outnumber the live ones.
         if self.order.len() > 2 * self.queued + 64 {
-            let queues = &self.queues;
-            self.order.retain(|(id, ch, t)| {
-                queues
-                    .get(&(*id, *ch))
-                    .is_some_and(|q| q.iter().any(|(x, _)| x == t))
-            });
+            self.compact();
         }
         Some(m)
     }
 
+    /// Drops the taken slots and renumbers the tickets. O(waiting messages).
+    fn compact(&mut self) {
+        self.order.retain(Option::is_some);
+        if let Some(index) = &mut self.index {
+            for q in index.values_mut() {
+                q.clear();
+            }
+        }
+        let rebuilt = self.index.take().map(|mut index| {
+            for (i, slot) in self.order.iter().enumerate() {
+                if let Some((id, m)) = slot {
+                    index
+                        .entry((*id, m.channel.get()))
+                        .or_default()
+                        .push_back(self.base + i as u64);
+                }
+            }
+            index
+        });
+        self.index = rebuilt;
+    }
+
     /// Size of the next message of one connection and channel.
-    pub(crate) fn peek_len(&self, id: ConnectionId, ch: u8) -> Option<usize> {
-        self.queues
-            .get(&(id, ch))
-            .and_then(|q| q.front())
-            .map(|(_, m)| m.payload.len())
+    pub(crate) fn peek_len(&mut self, id: ConnectionId, ch: u8) -> Option<usize> {
+        let ticket = *self.index().get(&(id, ch))?.front()?;
+        let pos = usize::try_from(ticket.checked_sub(self.base)?).ok()?;
+        self.order.get(pos)?.as_ref().map(|(_, m)| m.payload.len())
     }
 
     /// Messages of one connection waiting (all channels).
-    pub(crate) fn connection_len(&self, id: ConnectionId) -> usize {
-        self.queues
+    pub(crate) fn connection_len(&mut self, id: ConnectionId) -> usize {
+        self.index()
             .iter()
             .filter(|((c, _), _)| *c == id)
             .map(|(_, q)| q.len())
@@ -130,5 +186,49 @@ mod tests {
             assert!(m.pop(a, 0).is_some());
         }
         assert!(m.order.len() <= 64 + 1);
+    }
+
+    #[test]
+    fn taken_slots_behind_a_waiting_message_are_compacted() {
+        let mut m = Mailbox::default();
+        let (a, b) = (ConnectionId::from_raw(1), ConnectionId::from_raw(2));
+        // One message of `a` is never taken; `b`'s are, one by one.
+        m.push(a, msg(0, 0));
+        for i in 0..10_000u32 {
+            m.push(b, msg(0, i as u8));
+            assert_eq!(m.pop(b, 0).map(|x| x.payload[0]), Some(i as u8));
+        }
+        assert!(m.order.len() <= 2 + 64 + 1, "{}", m.order.len());
+        m.push(b, msg(1, 7));
+        assert_eq!(m.peek_len(b, 1), Some(1));
+        assert_eq!(
+            (m.connection_len(a), m.connection_len(b), m.len()),
+            (1, 1, 2)
+        );
+        let order: Vec<(ConnectionId, u8)> = std::iter::from_fn(|| m.pop_any())
+            .map(|(id, x)| (id, x.payload[0]))
+            .collect();
+        assert_eq!(order, vec![(a, 0), (b, 7)]);
+        assert!(m.pop(a, 0).is_none());
+    }
+
+    #[test]
+    fn the_index_is_built_on_first_use_and_kept_in_step() {
+        let mut m = Mailbox::default();
+        let (a, b) = (ConnectionId::from_raw(1), ConnectionId::from_raw(2));
+        m.push(a, msg(0, 1));
+        m.push(b, msg(0, 2));
+        m.push(a, msg(0, 3));
+        assert!(m.index.is_none(), "poll_message alone builds no index");
+        assert_eq!(m.pop_any().map(|(_, x)| x.payload[0]), Some(1));
+        // First per-connection query: built from what waits.
+        assert_eq!(m.pop(a, 0).map(|x| x.payload[0]), Some(3));
+        assert!(m.index.is_some());
+        m.push(a, msg(0, 4));
+        assert_eq!(m.pop_any().map(|(_, x)| x.payload[0]), Some(2));
+        assert_eq!(m.peek_len(b, 0), None);
+        assert_eq!(m.pop_any().map(|(_, x)| x.payload[0]), Some(4));
+        assert!(m.pop(a, 0).is_none());
+        assert_eq!(m.len(), 0);
     }
 }

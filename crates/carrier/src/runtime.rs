@@ -384,11 +384,15 @@ impl Shared {
     }
 
     /// Wakes the game threads blocked on `events_ready`, if any. Called after queueing an event
-    /// or a message (under the queue's lock, released since): a sleeper counts itself before it
-    /// looks at the queues under their locks, so either it sees what was queued or the queueing
-    /// thread, ordered after its look by that lock, sees it counted.
+    /// or a message (under the queue's lock, released since). Nothing when none can be blocked
+    /// there: an uncontended `notify_all` is still a `futex` system call. A sleeper counts itself
+    /// before it looks at the queues under their locks, so either it sees what was queued or the
+    /// queueing thread, ordered after its look by that lock, sees it counted. Taking the event
+    /// lock then orders the wake-up after a counted sleeper's check: the sleeper holds that lock
+    /// from its check until it is inside `wait_timeout` (the mailbox is filled without it).
     pub(crate) fn notify_ready(&self) {
         if self.ready_sleepers.load(Ordering::SeqCst) > 0 {
+            drop(lock(&self.events));
             self.events_ready.notify_all();
         }
     }

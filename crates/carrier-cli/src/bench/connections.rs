@@ -234,10 +234,19 @@ fn record(m: &mut Measurement, mode: ServerMode, n: usize, r: &Outcome) {
     let drops = get("socket_drops");
     m.record("socket_drops", "dgrams", Better::Lower, drops);
     if received < r.sent as f64 && r.sent > 0 {
+        let server: Vec<String> = report
+            .iter()
+            .filter(|(k, _)| k.contains("drop") || *k == "gaps" || *k == "seq_span")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         m.note(format!(
             "a run delivered {} of {} messages ({} datagrams dropped at the server socket's \
-             full receive buffer)",
-            received as u64, r.sent, drops as u64
+             full receive buffer; server: {}; clients: {})",
+            received as u64,
+            r.sent,
+            drops as u64,
+            server.join(" "),
+            r.client_diagnostics
         ));
     }
 }
@@ -245,6 +254,9 @@ fn record(m: &mut Measurement, mode: ServerMode, n: usize, r: &Outcome) {
 /// What one run produced.
 struct Outcome {
     sent: u64,
+    /// The clients' side of a shortfall: unreliable messages their endpoints expired before
+    /// sending, datagrams they declared lost, their sockets' kernel drops.
+    client_diagnostics: String,
     connect_time: Duration,
     report: HashMap<String, f64>,
 }
@@ -384,6 +396,7 @@ fn run_once(
     clients.drive_until(load_start + load, true)?;
     clients.drive_until(crate::now() + DRAIN, false)?;
     server.tell("stop")?;
+    let client_diagnostics = clients.diagnostics();
     let report = parse_report(&server.expect("report")?);
     server.finish();
     if let Some(e) = clients.failure.take() {
@@ -391,6 +404,7 @@ fn run_once(
     }
     Ok(Outcome {
         sent: clients.sent,
+        client_diagnostics,
         connect_time,
         report,
     })
@@ -504,6 +518,32 @@ impl Clients {
             }
         }
         Ok(())
+    }
+
+    /// Counters that explain a delivery shortfall on the clients' side.
+    fn diagnostics(&self) -> String {
+        let now = crate::now();
+        let (mut expired, mut lost, mut packets) = (0, 0, 0);
+        for c in &self.clients {
+            if let (Some(ep), Some(id)) = (c.endpoint.as_ref(), c.connection)
+                && let Some(conn) = ep.connection(id)
+            {
+                expired += conn.expired_unreliable();
+                let s = conn.statistics(now);
+                lost += s.lifetime.packets_lost;
+                packets += s.lifetime.packets_sent;
+            }
+        }
+        let table = loopback_socket_drops();
+        let socket_drops: u64 = self
+            .clients
+            .iter()
+            .filter_map(|c| table.get(&c.socket.local_addr().ok()?.port()))
+            .sum();
+        format!(
+            "client_expired_unreliable={expired} client_packets_sent={packets} \
+             client_packets_lost={lost} client_socket_drops={socket_drops}"
+        )
     }
 
     /// Spreads the clients' first sends over one period from `start`.
@@ -670,16 +710,24 @@ fn rss_now() -> u64 {
 /// Datagrams the kernel dropped at the UDP socket bound to `port` on 127.0.0.1 (full receive
 /// buffer), from the `drops` column of /proc/net/udp; `None` if not found.
 fn socket_drops(port: u16) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/net/udp").ok()?;
-    let local = format!("0100007F:{port:04X}");
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) == Some(&local.as_str()) {
-            fields.last()?.parse().ok()
-        } else {
-            None
-        }
-    })
+    loopback_socket_drops().remove(&port)
+}
+
+/// [`socket_drops`] of every UDP socket bound to 127.0.0.1, by port (one read of the table).
+fn loopback_socket_drops() -> HashMap<u16, u64> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/udp") else {
+        return HashMap::new();
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = fields.get(1)?.strip_prefix("0100007F:")?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some((port, fields.last()?.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Commands from the client process, read on a thread of their own.
@@ -703,6 +751,12 @@ struct Tally {
     total: u64,
     connections: u64,
     bad: u64,
+    /// Per client (by the index in the message): messages counted and the highest sequence
+    /// number seen plus one, to tell gaps (lost on the way) from a missing tail (still in
+    /// flight when the count stopped).
+    per_client: Vec<(u64, u64)>,
+    /// Protocol drops (`Carrier::drop_counters`) when the count started, and at the end.
+    protocol_drops: String,
 }
 
 /// The server's state between commands.
@@ -720,12 +774,15 @@ struct Server {
 
 impl Server {
     /// Starts counting the heap (call once the server is bound, before any client connects).
-    fn new(port: u16) -> Self {
+    fn new(port: u16, clients: usize) -> Self {
         sys::set_alloc_counting(true);
         Server {
             port,
             drops_start: 0,
-            tally: Tally::default(),
+            tally: Tally {
+                per_client: vec![(0, 0); clients],
+                ..Tally::default()
+            },
             measuring: false,
             heap_before: AllocCounters::now(),
             rss_before: rss_now(),
@@ -735,19 +792,36 @@ impl Server {
         }
     }
 
-    fn count(&mut self, len: usize) {
+    fn count(&mut self, payload: &[u8]) {
         self.tally.total += 1;
-        if len == MESSAGE_SIZE {
+        if payload.len() == MESSAGE_SIZE {
             if self.measuring {
                 self.tally.received += 1;
+                let word = |r: std::ops::Range<usize>| {
+                    payload
+                        .get(r)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(0, u32::from_le_bytes)
+                };
+                let (client, seq) = (word(0..4) as usize, u64::from(word(4..8)));
+                if let Some(slot) = self.tally.per_client.get_mut(client) {
+                    slot.0 += 1;
+                    slot.1 = slot.1.max(seq + 1);
+                }
             }
         } else {
             self.tally.bad += 1;
         }
     }
 
-    /// Handles the waiting commands; returns whether to stop.
-    fn commands(&mut self, cmds: &Receiver<String>, out: &mut dyn Write) -> Result<bool, CliError> {
+    /// Handles the waiting commands; returns whether to stop. `diagnostics` gives extra
+    /// `key=value` pairs for the report (the protocol's drop counters).
+    fn commands(
+        &mut self,
+        cmds: &Receiver<String>,
+        out: &mut dyn Write,
+        diagnostics: &dyn Fn() -> String,
+    ) -> Result<bool, CliError> {
         let mut stop = false;
         while let Ok(cmd) = cmds.try_recv() {
             match cmd.as_str() {
@@ -757,6 +831,7 @@ impl Server {
                     self.rss_idle = rss_now();
                     self.cpu_start = Some(sys::usage_self()?);
                     self.tally.received = 0;
+                    self.tally.protocol_drops = diagnostics();
                     self.drops_start = socket_drops(self.port).unwrap_or(0);
                     self.measuring = true;
                     writeln!(out, "measured")?;
@@ -770,10 +845,13 @@ impl Server {
                     let t = &self.tally;
                     let drops =
                         socket_drops(self.port).map_or(0, |d| d.saturating_sub(self.drops_start));
+                    let span: u64 = t.per_client.iter().map(|c| c.1).sum();
+                    let gaps: u64 = t.per_client.iter().map(|c| c.1.saturating_sub(c.0)).sum();
                     writeln!(
                         out,
                         "report received={} total={} connections={} bad={} cpu_us={} \
-                         max_rss={} heap_net={} rss_before={} rss_idle={} socket_drops={drops}",
+                         max_rss={} heap_net={} rss_before={} rss_idle={} socket_drops={drops} \
+                         seq_span={span} gaps={gaps} {} {}",
                         t.received,
                         t.total,
                         t.connections,
@@ -783,6 +861,8 @@ impl Server {
                         self.heap_idle,
                         self.rss_before,
                         self.rss_idle,
+                        t.protocol_drops.replace("drop_", "idle_drop_"),
+                        diagnostics(),
                     )?;
                     out.flush()?;
                     stop = true;
@@ -809,7 +889,16 @@ pub(super) fn serve(args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliErr
                 thread_mode: mode,
                 ..CarrierDesc::default()
             })?;
-            let mut server = Server::new(carrier.port());
+            let mut server = Server::new(carrier.port(), args.clients);
+            let diagnostics = || {
+                let d = carrier.drop_counters();
+                carrier_proto::DropReason::ALL
+                    .iter()
+                    .filter(|r| d.get(**r) > 0)
+                    .map(|r| format!("drop_{r:?}={}", d.get(*r)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             writeln!(out, "port {}", carrier.port())?;
             out.flush()?;
             loop {
@@ -820,9 +909,9 @@ pub(super) fn serve(args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliErr
                     }
                 }
                 while let Some((_, m)) = carrier.poll_message() {
-                    server.count(m.payload.len());
+                    server.count(&m.payload);
                 }
-                if server.commands(&cmds, out)? {
+                if server.commands(&cmds, out, &diagnostics)? {
                     break;
                 }
                 std::thread::sleep(SERVER_TICK);
@@ -835,7 +924,7 @@ pub(super) fn serve(args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliErr
             socket2::SockRef::from(&socket).set_recv_buffer_size(256 * 1024)?;
             socket.set_read_timeout(Some(Duration::from_millis(20)))?;
             let port = socket.local_addr()?.port();
-            let mut server = Server::new(port);
+            let mut server = Server::new(port, args.clients);
             writeln!(out, "port {port}")?;
             out.flush()?;
             let mut bufs = vec![vec![0u8; 2_048]; sys::MMSG_MAX];
@@ -851,10 +940,10 @@ pub(super) fn serve(args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliErr
                     },
                     _ => sys::recv_mmsg(&socket, &mut bufs, &mut lens).unwrap_or(0),
                 };
-                for len in lens.iter().take(got) {
-                    server.count(*len);
+                for (buf, len) in bufs.iter().zip(lens).take(got) {
+                    server.count(buf.get(..len).unwrap_or_default());
                 }
-                if server.commands(&cmds, out)? {
+                if server.commands(&cmds, out, &String::new)? {
                     break;
                 }
             }

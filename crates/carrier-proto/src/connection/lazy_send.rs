@@ -65,6 +65,13 @@ impl LazySend {
         state.enqueue(key, reliable, payload, max_unsplit, now);
     }
 
+    /// See [`SendState::stamp`].
+    pub(crate) fn stamp(&mut self, now: Instant) {
+        if let Some(s) = &mut self.state {
+            s.stamp(now);
+        }
+    }
+
     /// See [`SendState::fill`]; writes nothing before the first message.
     pub(crate) fn fill(
         &mut self,

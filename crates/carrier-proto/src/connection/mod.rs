@@ -583,9 +583,16 @@ impl Connection {
         t.0
     }
 
+    /// The connection learns the time: its clock moves forward (never back), and messages
+    /// queued since it last learned the time get their queueing time (`SendState::stamp`).
+    fn advance_clock(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
+        self.send.stamp(self.clock);
+    }
+
     /// Fires the deadlines that have passed.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        self.clock = self.clock.max(now);
+        self.advance_clock(now);
         match &mut self.phase {
             Phase::Connecting(c) if self.timeouts_enabled && now >= c.deadline => {
                 self.fail(DisconnectReason::HandshakeTimeout);

@@ -197,7 +197,7 @@ impl Connection {
         if header.destination_id != self.local_wire_id {
             return Err(DropReason::UnknownConnection);
         }
-        self.clock = self.clock.max(now);
+        self.advance_clock(now);
         if !self.admit_packet(now) {
             return Err(DropReason::RateLimited);
         }

@@ -18,7 +18,7 @@ impl Connection {
     /// Writes the next datagram this connection wants to send into `buf` and returns its
     /// length, or `None` when it has nothing to send now. Call until `None` after any input.
     pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        self.clock = self.clock.max(now);
+        self.advance_clock(now);
         match &mut self.phase {
             Phase::Connecting(c) => {
                 let Connecting {
