@@ -468,7 +468,9 @@ impl Carrier {
     /// Blocks until `take` finds something or `timeout` passes; `take` is called with the event
     /// queue locked. Manual mode drives the I/O meanwhile; dedicated mode sleeps on
     /// `events_ready`, which the carrier thread signals after filling the mailbox or the event
-    /// queue while holding the event lock, so checking under that lock cannot miss a wake-up.
+    /// queue when a thread waits here (counted in `ready_sleepers` before the first check),
+    /// taking the event lock first, so checking under that lock cannot miss a wake-up
+    /// (`Shared::notify_ready`).
     fn wait_for<T>(
         &self,
         timeout: Duration,

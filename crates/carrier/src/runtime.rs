@@ -428,10 +428,22 @@ impl Io {
         }
     }
 
-    /// One turn: receive, fire deadlines, send, publish. Returns the next deadline.
+    /// One turn: fire deadlines and send what is queued, receive, then (if anything arrived)
+    /// send the answers and publish. Returns the next deadline.
+    ///
+    /// Sending comes first so that what the game queued since the last turn (an answer to the
+    /// message it just read) leaves before the receive system calls, not after them: in a
+    /// ping-pong that is the critical path. The receive then costs one call when nothing or a
+    /// short batch is waiting, and an idle turn takes the endpoint lock once.
     pub(crate) fn turn(&mut self, shared: &Shared, now: Instant) -> Option<Instant> {
         shared.dirty.store(false, Ordering::SeqCst);
-        // 1. Receive, a batch per lock.
+        // 1. Deadlines of the driver.
+        if self.driver.poll_timeout().is_some_and(|t| t <= now) {
+            self.driver.handle_timeout(now);
+        }
+        // 2. Deadlines and output of the endpoint.
+        let mut deadline = self.transmit(shared, now);
+        // 3. Receive, a batch per lock.
         let mut received = 0;
         while received < RECV_PER_TURN {
             let n = match self.driver.recv(now, &mut self.bufs, &mut self.metas) {
@@ -465,12 +477,21 @@ impl Io {
                 break;
             }
         }
-        // 2. Deadlines of the driver.
-        if self.driver.poll_timeout().is_some_and(|t| t <= now) {
-            self.driver.handle_timeout(now);
+        // 4. What the received datagrams caused: answers (acks), messages and events.
+        if received > 0 {
+            deadline = self.transmit(shared, now);
         }
-        // 3. Deadlines and output of the endpoint, a batch per lock. The last batch's lock also
-        //    publishes and reads the next deadline: sending changes neither.
+        // 5. Say when to come back.
+        match (deadline, self.driver.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires the endpoint's due deadlines, collects and sends its datagrams (a batch per lock),
+    /// publishes its events and messages; returns the endpoint's next deadline. The last
+    /// batch's lock also publishes and reads the next deadline: sending changes neither.
+    fn transmit(&mut self, shared: &Shared, now: Instant) -> Option<Instant> {
         let mut first = true;
         let mut deadline;
         loop {
@@ -530,11 +551,7 @@ impl Io {
                 break;
             }
         }
-        // 4. Say when to come back.
-        match (deadline, self.driver.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        deadline
     }
 
     /// Waits for data, a wake-up or `until`; `instant` says whether incoming data wakes it.
