@@ -18,7 +18,7 @@ use crate::desc::{FamilyType, INHERIT_PRIORITY, ThreadMode};
 use crate::driver::{Driver, UdpDriver, UdpDriverConfig};
 use crate::event::{CarrierEvent, SecurityError};
 use crate::mailbox::Mailbox;
-use crate::runtime::{Core, Io, Shared, lock};
+use crate::runtime::{Core, Direct, DirectTx, Io, Shared, lock};
 use crate::{CarrierDesc, CarrierError, ConnectError, ReceiveError};
 
 /// Reads the real clock: the runtime is where time enters the sans-IO protocol.
@@ -147,13 +147,21 @@ impl Carrier {
             connection_timeout: Duration::from_millis(u64::from(desc.connection_timeout_ms)),
             shutdown_timeout: Duration::from_millis(u64::from(desc.shutdown_timeout_ms)),
         };
+        let simulator = desc.simulator.take();
+        // Direct send (see `CarrierDesc::thread_instant_response`): where `send` would wake the
+        // carrier thread at once anyway, and every datagram goes straight to the driver.
+        let direct = (desc.thread_mode == ThreadMode::Dedicated
+            && desc.thread_instant_response
+            && desc.send_batch_packet_count == 0
+            && simulator.is_none())
+        .then(|| driver.direct_sender())
+        .flatten()
+        .map(|sender| Direct {
+            sender,
+            tx: Mutex::new(DirectTx::default()),
+        });
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core::new(
-                endpoint,
-                desc.simulator.take(),
-                local_addr,
-                max_datagram,
-            )),
+            core: Mutex::new(Core::new(endpoint, simulator, local_addr, max_datagram)),
             mailbox: Mutex::new(Mailbox::default()),
             events: Mutex::new(VecDeque::new()),
             events_ready: Condvar::new(),
@@ -169,6 +177,8 @@ impl Carrier {
                 && !desc.thread_instant_response,
             tick: Mutex::new(false),
             tick_cv: Condvar::new(),
+            direct,
+            planned: AtomicU64::new(u64::MAX),
         });
         tracing::info!(%local_addr, seed, mode = ?settings.mode, "carrier created");
         let io = Io::new(driver);
@@ -316,6 +326,14 @@ impl Carrier {
         let channel = channel.into();
         match target.into() {
             Target::Connection(id) => {
+                if let Some(direct) = &self.shared.direct {
+                    let tx = lock(&direct.tx);
+                    let mut core = lock(&self.shared.core);
+                    core.endpoint
+                        .send_copy(id, channel, priority, reliability, payload)?;
+                    self.shared.send_direct(direct, tx, core);
+                    return Ok(());
+                }
                 let wake = {
                     let mut core = lock(&self.shared.core);
                     core.endpoint
@@ -347,13 +365,15 @@ impl Carrier {
         channel: impl Into<ChannelId>,
     ) -> Result<(), SendError> {
         let channel = channel.into();
-        let wake = {
+        // With direct send, the transmit lock comes first (lock order: tx, then core).
+        let tx = self.shared.direct.as_ref().map(|d| lock(&d.tx));
+        let (wake, result) = {
             let mut core = lock(&self.shared.core);
-            match target.into() {
+            let (wake, result) = match target.into() {
                 Target::Connection(id) => {
                     core.endpoint
                         .send(id, channel, priority, reliability, payload)?;
-                    self.should_wake(&core.endpoint, id)
+                    (self.should_wake(&core.endpoint, id), Ok(()))
                 }
                 Target::AllConnected => {
                     let ids: Vec<ConnectionId> = core
@@ -381,20 +401,21 @@ impl Carrier {
                             }
                         }
                     }
-                    if let Some(e) = first_error {
-                        if wake {
-                            self.shared.poke();
-                        }
-                        return Err(e);
-                    }
-                    wake
+                    (wake, first_error.map_or(Ok(()), Err))
                 }
+            };
+            match (&self.shared.direct, tx) {
+                (Some(direct), Some(tx)) if wake => {
+                    self.shared.send_direct(direct, tx, core);
+                    (false, result)
+                }
+                _ => (wake, result),
             }
         };
         if wake {
             self.shared.poke();
         }
-        Ok(())
+        result
     }
 
     /// Send batching (`send_batch_packet_count`): 0 wakes the carrier thread on every send;

@@ -110,7 +110,8 @@ pub struct CarrierDesc {
     pub security_data: Option<String>,
     /// Wake the carrier thread when this many full datagrams are queued; 0 = every send wakes
     /// it at once (original `m_sendBatchPacketCount`, default 0). Otherwise data leaves on the
-    /// next tick.
+    /// next tick. With 0 and [`thread_instant_response`](Self::thread_instant_response), a
+    /// driver that supports it sends on the calling thread instead (direct send).
     pub send_batch_packet_count: u32,
     /// A simulator every inbound and outbound datagram passes through (original `m_simulator`).
     pub simulator: Option<Box<dyn Simulator>>,
@@ -124,6 +125,21 @@ pub struct CarrierDesc {
     /// Wake the carrier thread as soon as data arrives or a deadline passes instead of on the
     /// tick (original `m_threadInstantResponse`; default true, as the original's code does — its
     /// header comment says false).
+    ///
+    /// **Direct send** (beyond the original): in [`ThreadMode::Dedicated`] with this set,
+    /// [`send_batch_packet_count`](Self::send_batch_packet_count) 0 and no
+    /// [`simulator`](Self::simulator), [`Carrier::send`](crate::Carrier::send) and
+    /// [`send_bytes`](crate::Carrier::send_bytes) send the datagrams they made ready on the
+    /// calling thread, through the driver's [`DirectSend`](crate::driver::DirectSend) (the
+    /// default UDP driver has one; a custom driver opts in with
+    /// [`Driver::direct_sender`](crate::driver::Driver::direct_sender)), rather than waking the
+    /// carrier thread to send them: a thread hand-off less per message. The carrier thread is
+    /// still woken when the send moved the connection's next deadline earlier than its planned
+    /// wake-up (a retransmission timer), when the driver's own queue must drain first, and when
+    /// a send failed (which, as on the carrier thread, reports a
+    /// [`CarrierEvent::DriverError`](crate::CarrierEvent::DriverError) and drops that
+    /// connection). Sends of several threads are serialized with each other and with the
+    /// carrier thread's, so datagrams leave in the order the protocol numbered them.
     pub thread_instant_response: bool,
     /// A custom traffic control (original `m_trafficControl`); `None` = the default.
     pub traffic_control: Option<Arc<dyn TrafficControlFactory>>,

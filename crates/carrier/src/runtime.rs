@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use carrier_proto::{ConnectionId, DisconnectReason, Endpoint, Event};
 use carrier_sim::{Datagram, Direction, Simulator};
 
-use crate::driver::{Driver, DriverError, Outgoing, RecvMeta, Wake};
+use crate::driver::{DirectSend, Driver, DriverError, Outgoing, RecvMeta, Wake};
 use crate::event::{CarrierEvent, SecurityError};
 use crate::mailbox::Mailbox;
 
@@ -340,6 +340,29 @@ fn group_for_gso<'a>(
     (n, i)
 }
 
+/// Direct send: the game thread sends what its `send` made ready itself, through the driver's
+/// [`DirectSend`], instead of waking the carrier thread to do it (dedicated mode with instant
+/// response, no send batching, no simulator).
+///
+/// `tx` serializes collecting datagrams from the endpoint and sending them, on the game threads
+/// and on the carrier thread alike: datagrams come out of the endpoint in packet-number order,
+/// and two threads collecting and sending at once could swap them on the wire (the receiver
+/// drops an unreliable message that arrives after a newer one). Lock order: `tx`, then `core`.
+pub(crate) struct Direct {
+    pub sender: Arc<dyn DirectSend>,
+    pub tx: Mutex<DirectTx>,
+}
+
+/// The direct path's buffers, behind [`Direct::tx`].
+#[derive(Default)]
+pub(crate) struct DirectTx {
+    out: OutBatch,
+    failures: Vec<(SocketAddr, DriverError)>,
+}
+
+/// `Shared::planned` when the carrier thread plans no deadline of the endpoint.
+const NO_DEADLINE: u64 = u64::MAX;
+
 /// What the game thread and the I/O side share.
 pub(crate) struct Shared {
     pub core: Mutex<Core>,
@@ -367,6 +390,13 @@ pub(crate) struct Shared {
     /// A tick-mode sleeper (thread_instant_response = false) waits on this.
     pub tick: Mutex<bool>,
     pub tick_cv: Condvar,
+    /// Direct send, when enabled.
+    pub direct: Option<Direct>,
+    /// The endpoint deadline the carrier thread last read (nanoseconds since `epoch`,
+    /// [`NO_DEADLINE`] for none), written and read under the core lock: the carrier thread
+    /// sleeps no later than that, so a direct send wakes it only when it moved the endpoint's
+    /// deadline earlier (e.g. a retransmission timer armed by the new packet).
+    pub planned: AtomicU64,
 }
 
 impl Shared {
@@ -394,6 +424,91 @@ impl Shared {
         if self.ready_sleepers.load(Ordering::SeqCst) > 0 {
             drop(lock(&self.events));
             self.events_ready.notify_all();
+        }
+    }
+
+    /// Records the endpoint deadline the carrier thread will honour (call under the core
+    /// lock).
+    fn plan(&self, deadline: Option<Instant>) {
+        if self.direct.is_some() {
+            self.planned
+                .store(self.nanos_since_epoch(deadline), Ordering::Relaxed);
+        }
+    }
+
+    fn nanos_since_epoch(&self, t: Option<Instant>) -> u64 {
+        t.map_or(NO_DEADLINE, |t| {
+            let ns = t.saturating_duration_since(self.epoch).as_nanos();
+            u64::try_from(ns).unwrap_or(NO_DEADLINE - 1)
+        })
+    }
+
+    /// Direct send (see [`Direct`]): collects what the endpoint has to send and sends it on the
+    /// calling thread. `tx` and `core` are the locks of `direct.tx` and `self.core`, taken in
+    /// that order by the caller (which typically just queued a message under `core`).
+    ///
+    /// Wakes the carrier thread only when it is needed: the driver cannot send directly now
+    /// (its own queue must drain first), the endpoint's next deadline moved earlier than the
+    /// one the carrier thread sleeps towards, a peer must be announced to the driver, or a
+    /// send failed (the connection is being dropped, which has datagrams to send).
+    pub(crate) fn send_direct<'a>(
+        &'a self,
+        direct: &Direct,
+        mut tx: MutexGuard<'_, DirectTx>,
+        mut core: MutexGuard<'a, Core>,
+    ) {
+        if !direct.sender.ready() {
+            drop(core);
+            drop(tx);
+            self.poke();
+            return;
+        }
+        let now = crate::carrier::now();
+        let DirectTx { out, failures } = &mut *tx;
+        let mut wake = false;
+        loop {
+            out.clear();
+            let more = core.collect(now, out);
+            let published = core.publish(self);
+            wake |= !core.peer_changes.is_empty();
+            let deadline = self.nanos_since_epoch(core.poll_timeout());
+            wake |= deadline < self.planned.load(Ordering::Relaxed);
+            drop(core);
+            if published {
+                self.notify_ready();
+            }
+            let mut next = 0;
+            while next < out.entries.len() {
+                let mut batch = [Outgoing {
+                    to: out.entries[next].0,
+                    payload: &[],
+                    segment_size: 0,
+                }; SEND_BATCH];
+                let (n, after) = group_for_gso(out, next, &mut batch);
+                next = after;
+                direct
+                    .sender
+                    .send(now, &batch[..n], &mut |peer, e| failures.push((peer, e)));
+            }
+            if !failures.is_empty() {
+                let mut core = lock(&self.core);
+                for (peer, e) in failures.drain(..) {
+                    core.send_failed(now, peer, e, self);
+                }
+                let _ = core.publish(self);
+                drop(core);
+                self.notify_ready();
+                // The dropped connections have disconnects to send: the carrier thread's turn.
+                wake = true;
+            }
+            if !more {
+                break;
+            }
+            core = lock(&self.core);
+        }
+        drop(tx);
+        if wake {
+            self.poke();
         }
     }
 
@@ -496,7 +611,9 @@ impl Io {
         let mut deadline;
         loop {
             self.out.clear();
-            let more = {
+            // With direct send, collecting and sending are serialized with the game threads'.
+            let mut tx = shared.direct.as_ref().map(|d| lock(&d.tx));
+            let (more, published) = {
                 let mut core = lock(&shared.core);
                 if first {
                     core.advance(now);
@@ -517,12 +634,18 @@ impl Io {
                     core.peer_changes.shrink_to(BURST_KEEP);
                 }
                 deadline = core.poll_timeout();
-                drop(core);
-                if published {
-                    shared.notify_ready();
-                }
-                more
+                shared.plan(deadline);
+                (more, published)
             };
+            if self.out.entries.is_empty() {
+                tx = None;
+            }
+            // A woken game thread that answers at once takes `tx` to send: with something to
+            // send under `tx` here, it is notified once that is done.
+            let notify_now = published && tx.is_none();
+            if notify_now {
+                shared.notify_ready();
+            }
             let mut next = 0;
             while next < self.out.entries.len() {
                 let mut batch = [Outgoing {
@@ -544,7 +667,12 @@ impl Io {
                 // The failures queued `DriverError` events: notify in any case.
                 let _ = core.publish(shared);
                 deadline = core.poll_timeout();
+                shared.plan(deadline);
                 drop(core);
+                shared.notify_ready();
+            }
+            drop(tx);
+            if published && !notify_now {
                 shared.notify_ready();
             }
             if !more {

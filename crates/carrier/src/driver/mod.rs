@@ -12,7 +12,12 @@
 //! - **per-peer hooks**: [`Driver::on_peer_connected`] / [`Driver::on_peer_disconnected`] (a DTLS
 //!   session per peer);
 //! - **payload size**: [`Driver::max_payload`] sizes the protocol's datagrams (DTLS costs bytes
-//!   per record).
+//!   per record);
+//! - **direct send** (optional): [`Driver::direct_sender`] may hand out a [`DirectSend`] that
+//!   sends from the game thread, so that a `send` in dedicated mode does not have to wake the
+//!   carrier thread. The default is `None` (not supported: `send` wakes the carrier thread,
+//!   which sends), which is what a driver with per-peer state touched by its sends (DTLS) or
+//!   with batching of its own should keep.
 //!
 //! # Writing a driver
 //!
@@ -165,6 +170,30 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
+/// Sends datagrams from any thread, beside the [`Driver`] that handed it out
+/// ([`Driver::direct_sender`]).
+///
+/// The carrier calls it with the same lock held that it holds around [`Driver::send`], so the
+/// two never send at the same time and datagrams leave in the order the protocol made them.
+pub trait DirectSend: Send + Sync {
+    /// Whether a send now may go out directly; `false` while the driver holds datagrams queued
+    /// behind a full socket buffer, which must leave first (the carrier then wakes its thread
+    /// to send through [`Driver::send`], which should make this `true` again once its queue is
+    /// empty).
+    fn ready(&self) -> bool;
+
+    /// Sends a batch from the calling thread, like [`Driver::send`]: failures to one
+    /// destination are reported through `failed`; a datagram that cannot be sent right now
+    /// (full socket buffer) may be dropped (reliable data is resent by the protocol), after
+    /// which [`ready`](Self::ready) should say `false` until the driver's own send catches up.
+    fn send(
+        &self,
+        now: Instant,
+        batch: &[Outgoing<'_>],
+        failed: &mut dyn FnMut(SocketAddr, DriverError),
+    );
+}
+
 /// A transport for datagrams. All methods but [`Wake::wake`] are called from one thread at a
 /// time (the carrier thread, or the game thread in manual mode).
 pub trait Driver: Send {
@@ -213,4 +242,16 @@ pub trait Driver: Send {
 
     /// The carrier forgot `peer`.
     fn on_peer_disconnected(&mut self, _peer: SocketAddr) {}
+
+    /// A handle to send from other threads, if this driver supports it (default: `None`).
+    ///
+    /// In dedicated mode with `thread_instant_response`, no send batching and no simulator, the
+    /// carrier uses it to send what `Carrier::send` made ready on the calling thread rather
+    /// than waking the carrier thread: a thread hand-off less per message. A driver that
+    /// returns one must accept datagrams to a peer from it as from [`Driver::send`]; the
+    /// per-peer hooks are still called on the driver's thread, and a datagram to a new peer is
+    /// never sent before that peer was announced there.
+    fn direct_sender(&self) -> Option<Arc<dyn DirectSend>> {
+        None
+    }
 }

@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Driver, DriverError, DriverErrorCode, Outgoing, RecvMeta, Wake};
+use super::{DirectSend, Driver, DriverError, DriverErrorCode, Outgoing, RecvMeta, Wake};
 use crate::desc::FamilyType;
 
 const SOCKET: Token = Token(0);
@@ -53,6 +54,75 @@ impl Wake for MioWake {
     }
 }
 
+/// Sends on the driver's socket (a duplicate of its descriptor) from the game thread.
+struct UdpDirect {
+    socket: std::net::UdpSocket,
+    max_payload: usize,
+    /// Set while the driver holds datagrams behind a full socket buffer, or after a direct send
+    /// found it full; cleared by the driver's own send once its queue is empty.
+    congested: AtomicBool,
+    /// Datagrams the direct path dropped because the socket's send buffer was full.
+    dropped: AtomicU64,
+}
+
+impl DirectSend for UdpDirect {
+    fn ready(&self) -> bool {
+        !self.congested.load(Ordering::Acquire)
+    }
+
+    fn send(
+        &self,
+        _now: Instant,
+        batch: &[Outgoing<'_>],
+        failed: &mut dyn FnMut(SocketAddr, DriverError),
+    ) {
+        for out in batch {
+            for datagram in out.datagrams() {
+                if datagram.len() > self.max_payload {
+                    failed(out.to, too_large(datagram.len(), self.max_payload));
+                    continue;
+                }
+                match classify(self.socket.send_to(datagram, out.to), out.to) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.congested.store(true, Ordering::Release);
+                    }
+                    Err(e) => failed(out.to, DriverError::new(DriverErrorCode::Send, e)),
+                }
+            }
+        }
+    }
+}
+
+fn too_large(len: usize, max: usize) -> DriverError {
+    DriverError::new(
+        DriverErrorCode::BufferTooLarge,
+        format!("{len} bytes > {max}"),
+    )
+}
+
+/// What a `send_to` result means for the datagram: sent (or as good as), `Ok(false)` when the
+/// socket buffer is full, or an error for this destination.
+fn classify(result: io::Result<usize>, to: SocketAddr) -> Result<bool, io::Error> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        // A previous datagram's ICMP error surfacing here (Linux reports it on the next
+        // call): not this datagram's fault.
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
+        // A local firewall rule dropped it (EPERM): to the protocol that is packet loss,
+        // not a reason to drop the connection.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::trace!(%to, "datagram refused by a local firewall rule");
+            Ok(true)
+        }
+        // The kernel's queue is momentarily full: like a full socket buffer.
+        Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The default UDP driver.
 pub struct UdpDriver {
     socket: UdpSocket,
@@ -66,6 +136,8 @@ pub struct UdpDriver {
     writable_interest: bool,
     /// Datagrams dropped because the socket's send buffer stayed full.
     dropped: u64,
+    /// The direct-send handle (`Driver::direct_sender`).
+    direct: Arc<UdpDirect>,
     /// Headers of batched receives.
     #[cfg(target_os = "linux")]
     mmsg: crate::sys::RecvMmsg,
@@ -115,6 +187,14 @@ impl UdpDriver {
             .bind(&bind.into())
             .map_err(err(DriverErrorCode::SocketBind))?;
         let std_socket: std::net::UdpSocket = socket.into();
+        let direct = Arc::new(UdpDirect {
+            socket: std_socket
+                .try_clone()
+                .map_err(err(DriverErrorCode::Platform))?,
+            max_payload: config.max_payload,
+            congested: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        });
         let mut socket = UdpSocket::from_std(std_socket);
         let local = socket
             .local_addr()
@@ -136,6 +216,7 @@ impl UdpDriver {
             pending_bytes: 0,
             writable_interest: false,
             dropped: 0,
+            direct,
             #[cfg(target_os = "linux")]
             mmsg: crate::sys::RecvMmsg::new(),
         })
@@ -143,7 +224,7 @@ impl UdpDriver {
 
     /// Datagrams dropped because the socket's send buffer stayed full.
     pub fn dropped_datagrams(&self) -> u64 {
-        self.dropped
+        self.dropped + self.direct.dropped.load(Ordering::Relaxed)
     }
 
     fn set_writable_interest(&mut self, on: bool) {
@@ -167,22 +248,7 @@ impl UdpDriver {
 
     /// Sends one datagram now; `Ok(false)` when the socket buffer is full.
     fn send_one(&self, to: SocketAddr, datagram: &[u8]) -> Result<bool, io::Error> {
-        match self.socket.send_to(datagram, to) {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            // A previous datagram's ICMP error surfacing here (Linux reports it on the next
-            // call): not this datagram's fault.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(true),
-            // A local firewall rule dropped it (EPERM): to the protocol that is packet loss,
-            // not a reason to drop the connection.
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                tracing::trace!(%to, "datagram refused by a local firewall rule");
-                Ok(true)
-            }
-            // The kernel's queue is momentarily full: like a full socket buffer.
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(false),
-            Err(e) => Err(e),
-        }
+        classify(self.socket.send_to(datagram, to), to)
     }
 
     fn flush_pending(&mut self, failed: &mut dyn FnMut(SocketAddr, DriverError)) {
@@ -258,13 +324,7 @@ impl Driver for UdpDriver {
         for out in batch {
             for datagram in out.datagrams() {
                 if datagram.len() > self.max_payload {
-                    failed(
-                        out.to,
-                        DriverError::new(
-                            DriverErrorCode::BufferTooLarge,
-                            format!("{} bytes > {}", datagram.len(), self.max_payload),
-                        ),
-                    );
+                    failed(out.to, too_large(datagram.len(), self.max_payload));
                     continue;
                 }
                 if !self.pending.is_empty() {
@@ -280,6 +340,9 @@ impl Driver for UdpDriver {
         }
         let waiting = !self.pending.is_empty();
         self.set_writable_interest(waiting);
+        // Direct sends wait while datagrams are queued here (order on the wire), and resume
+        // once this send found the socket writable again.
+        self.direct.congested.store(waiting, Ordering::Release);
     }
 
     fn recv(
@@ -319,6 +382,10 @@ impl Driver for UdpDriver {
 
     fn waker(&self) -> Arc<dyn Wake> {
         self.waker.clone()
+    }
+
+    fn direct_sender(&self) -> Option<Arc<dyn DirectSend>> {
+        Some(self.direct.clone())
     }
 }
 
