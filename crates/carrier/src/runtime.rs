@@ -293,6 +293,30 @@ impl OutBatch {
     }
 }
 
+/// Hands the datagrams of `out` to `send` in batches of [`Outgoing`] entries (grouped for GSO).
+/// A batch is a fixed array on the stack (allocation-free); a few datagrams, the common case
+/// of a game's send, use a small one rather than initialising all [`SEND_BATCH`] entries.
+fn send_batches(out: &OutBatch, mut send: impl FnMut(&[Outgoing<'_>])) {
+    fn run<const N: usize>(out: &OutBatch, send: &mut impl FnMut(&[Outgoing<'_>])) {
+        let mut next = 0;
+        while next < out.entries.len() {
+            let mut batch = [Outgoing {
+                to: out.entries[next].0,
+                payload: &[],
+                segment_size: 0,
+            }; N];
+            let (n, after) = group_for_gso(out, next, &mut batch);
+            next = after;
+            send(&batch[..n]);
+        }
+    }
+    match out.entries.len() {
+        0 => {}
+        1..=4 => run::<4>(out, &mut send),
+        _ => run::<SEND_BATCH>(out, &mut send),
+    }
+}
+
 /// Largest GSO super-buffer: the kernel's UDP limit, in bytes and in segments.
 const GSO_MAX_BYTES: usize = 65_000;
 const GSO_MAX_SEGMENTS: usize = 64;
@@ -304,7 +328,7 @@ const GSO_MAX_SEGMENTS: usize = 64;
 fn group_for_gso<'a>(
     out: &'a OutBatch,
     start: usize,
-    batch: &mut [Outgoing<'a>; SEND_BATCH],
+    batch: &mut [Outgoing<'a>],
 ) -> (usize, usize) {
     let mut n = 0;
     let mut i = start;
@@ -477,19 +501,11 @@ impl Shared {
             if published {
                 self.notify_ready();
             }
-            let mut next = 0;
-            while next < out.entries.len() {
-                let mut batch = [Outgoing {
-                    to: out.entries[next].0,
-                    payload: &[],
-                    segment_size: 0,
-                }; SEND_BATCH];
-                let (n, after) = group_for_gso(out, next, &mut batch);
-                next = after;
+            send_batches(out, |batch| {
                 direct
                     .sender
-                    .send(now, &batch[..n], &mut |peer, e| failures.push((peer, e)));
-            }
+                    .send(now, batch, &mut |peer, e| failures.push((peer, e)));
+            });
             if !failures.is_empty() {
                 let mut core = lock(&self.core);
                 for (peer, e) in failures.drain(..) {
@@ -646,19 +662,10 @@ impl Io {
             if notify_now {
                 shared.notify_ready();
             }
-            let mut next = 0;
-            while next < self.out.entries.len() {
-                let mut batch = [Outgoing {
-                    to: self.out.entries[next].0,
-                    payload: &[],
-                    segment_size: 0,
-                }; SEND_BATCH];
-                let (n, after) = group_for_gso(&self.out, next, &mut batch);
-                next = after;
-                let failures = &mut self.failures;
-                self.driver
-                    .send(now, &batch[..n], &mut |peer, e| failures.push((peer, e)));
-            }
+            let (driver, failures) = (&mut self.driver, &mut self.failures);
+            send_batches(&self.out, |batch| {
+                driver.send(now, batch, &mut |peer, e| failures.push((peer, e)));
+            });
             if !self.failures.is_empty() {
                 let mut core = lock(&shared.core);
                 for (peer, e) in self.failures.drain(..) {
