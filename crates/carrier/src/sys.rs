@@ -15,12 +15,21 @@ use crate::driver::RecvMeta;
 #[cfg(target_os = "linux")]
 pub(crate) const RECV_MMSG_MAX: usize = 32;
 
+/// Fewest datagrams one [`RecvMmsg::recv`] call asks for.
+#[cfg(target_os = "linux")]
+const RECV_MMSG_MIN: usize = 4;
+
 /// The headers of batched UDP receives (`recvmmsg`), kept between calls: each message header
 /// points once and for all to its own source-address slot and iovec, so a call only refreshes
-/// the iovecs (the caller's buffers) and the address lengths: an idle poll costs a few dozen
-/// stores besides the system call.
+/// the iovecs (the caller's buffers) and the address lengths of the entries it offers.
+///
+/// It offers room for twice what the previous call got (between [`RECV_MMSG_MIN`] and
+/// [`RECV_MMSG_MAX`]): an idle poll or a ping-pong prepares 4 entries, not 32, and a burst
+/// grows the batch on the next call (the caller calls again when a batch came back full).
 #[cfg(target_os = "linux")]
 pub(crate) struct RecvMmsg {
+    /// Entries the next call offers.
+    room: usize,
     msgs: Box<[libc::mmsghdr]>,
     iovs: Box<[libc::iovec]>,
     // Never read as a Rust value but through the pointers in `msgs`: the kernel writes there.
@@ -60,32 +69,37 @@ impl RecvMmsg {
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
         }
-        RecvMmsg { msgs, iovs, addrs }
+        RecvMmsg {
+            room: RECV_MMSG_MIN,
+            msgs,
+            iovs,
+            addrs,
+        }
     }
 
-    /// Receives up to `min(bufs.len(), metas.len(), RECV_MMSG_MAX)` datagrams from `fd` with
-    /// one non-blocking `recvmmsg` call; returns how many (0 when nothing is waiting). One call
-    /// tells both what arrived and that nothing more is waiting, where `recv_from` needs a
-    /// second call failing with `EAGAIN` to learn the latter. A datagram longer than its buffer
-    /// is truncated (as with `recv_from`). Other errors are returned as they come
-    /// (`ECONNREFUSED` from an earlier send's ICMP error, `EINTR`...): the caller decides which
-    /// to retry.
+    /// Receives datagrams from `fd` into `bufs` with one non-blocking `recvmmsg` call; returns
+    /// how many (0 when nothing is waiting) and whether they filled the room offered (then more
+    /// may be waiting: call again). A short batch tells that nothing more is waiting, where
+    /// `recv_from` needs a second call failing with `EAGAIN` to learn it. A datagram longer
+    /// than its buffer is truncated (as with `recv_from`). Other errors are returned as they
+    /// come (`ECONNREFUSED` from an earlier send's ICMP error, `EINTR`...): the caller decides
+    /// which to retry.
     #[allow(unsafe_code)]
     pub(crate) fn recv(
         &mut self,
         fd: RawFd,
         bufs: &mut [Vec<u8>],
         metas: &mut [RecvMeta],
-    ) -> io::Result<usize> {
-        let n = bufs.len().min(metas.len()).min(RECV_MMSG_MAX);
+    ) -> io::Result<(usize, bool)> {
+        let n = bufs.len().min(metas.len()).min(self.room);
         if n == 0 {
-            return Ok(0);
+            return Ok((0, false));
         }
         for ((msg, iov), buf) in self
             .msgs
             .iter_mut()
             .zip(self.iovs.iter_mut())
-            .zip(&mut *bufs)
+            .zip(bufs[..n].iter_mut())
         {
             iov.iov_base = buf.as_mut_ptr().cast();
             iov.iov_len = buf.len();
@@ -109,12 +123,14 @@ impl RecvMmsg {
         if rc < 0 {
             let e = io::Error::last_os_error();
             return if e.kind() == io::ErrorKind::WouldBlock {
-                Ok(0)
+                self.room = RECV_MMSG_MIN;
+                Ok((0, false))
             } else {
                 Err(e)
             };
         }
         let got = (rc as usize).min(n);
+        self.room = (2 * got).clamp(RECV_MMSG_MIN, RECV_MMSG_MAX);
         for i in 0..got {
             let msg = &self.msgs[i];
             // SAFETY: the kernel wrote the first `msg_namelen` bytes at `msg_name` (the source
@@ -134,7 +150,7 @@ impl RecvMmsg {
                 segment_size: len,
             };
         }
-        Ok(got)
+        Ok((got, got == n))
     }
 }
 

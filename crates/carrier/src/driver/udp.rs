@@ -21,11 +21,6 @@ const WAKER: Token = Token(1);
 /// Bytes of datagrams kept while the socket's send buffer is full; beyond, they are dropped
 /// (reliable data is resent by the protocol).
 const MAX_PENDING_BYTES: usize = 4 << 20;
-/// Most datagrams one receive system call returns.
-#[cfg(target_os = "linux")]
-const RECV_CHUNK: usize = crate::sys::RECV_MMSG_MAX;
-#[cfg(not(target_os = "linux"))]
-const RECV_CHUNK: usize = 1;
 
 /// How to open a [`UdpDriver`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,20 +261,29 @@ impl UdpDriver {
         self.set_writable_interest(waiting);
     }
 
-    /// Receives what is waiting, up to [`RECV_CHUNK`] datagrams, in one system call on Linux
-    /// (`recvmmsg`: the count it returns tells that nothing more is waiting, where `recv_from`
-    /// needs another call failing with `EAGAIN`); `Ok(0)` when nothing is waiting.
+    /// Receives what is waiting in one system call on Linux (`recvmmsg`: the count it returns
+    /// tells that nothing more is waiting, where `recv_from` needs another call failing with
+    /// `EAGAIN`); returns how many datagrams, and whether it filled all the room it asked for
+    /// (then more may be waiting). `Ok((0, false))` when nothing is waiting.
     #[cfg(target_os = "linux")]
-    fn recv_some(&mut self, bufs: &mut [Vec<u8>], metas: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv_some(
+        &mut self,
+        bufs: &mut [Vec<u8>],
+        metas: &mut [RecvMeta],
+    ) -> io::Result<(usize, bool)> {
         use std::os::fd::AsRawFd;
         self.mmsg.recv(self.socket.as_raw_fd(), bufs, metas)
     }
 
-    /// Receives one datagram (`Ok(0)` when nothing is waiting).
+    /// Receives one datagram (`Ok((0, false))` when nothing is waiting).
     #[cfg(not(target_os = "linux"))]
-    fn recv_some(&mut self, bufs: &mut [Vec<u8>], metas: &mut [RecvMeta]) -> io::Result<usize> {
+    fn recv_some(
+        &mut self,
+        bufs: &mut [Vec<u8>],
+        metas: &mut [RecvMeta],
+    ) -> io::Result<(usize, bool)> {
         let (Some(buf), Some(meta)) = (bufs.first_mut(), metas.first_mut()) else {
-            return Ok(0);
+            return Ok((0, false));
         };
         match self.socket.recv_from(buf) {
             Ok((len, from)) => {
@@ -288,9 +292,9 @@ impl UdpDriver {
                     len,
                     segment_size: len,
                 };
-                Ok(1)
+                Ok((1, true))
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, false)),
             Err(e) => Err(e),
         }
     }
@@ -356,8 +360,8 @@ impl Driver for UdpDriver {
         while n < want {
             match self.recv_some(&mut bufs[n..want], &mut metas[n..want]) {
                 // A short read: nothing more is waiting.
-                Ok(got) if got < (want - n).min(RECV_CHUNK) => return Ok(n + got),
-                Ok(got) => n += got,
+                Ok((got, false)) => return Ok(n + got),
+                Ok((got, true)) => n += got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send, reported on a later call: ignore.
                 Err(e)
@@ -436,6 +440,36 @@ mod tests {
             assert_eq!(metas[i].segment_size, len, "{i}");
             assert!(bufs[i][..len].iter().all(|b| *b == bufs[i][0]), "{i}");
         }
+        assert_eq!(driver.recv(now, &mut bufs, &mut metas).unwrap(), 0);
+    }
+
+    /// A burst larger than the first batch's room: one `recv` fills every buffer it is given
+    /// (the batches grow and it calls again while they come back full), the next gets the rest.
+    #[test]
+    fn receives_a_burst_in_growing_batches() {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let mut driver = open(FamilyType::Ipv4, ip).expect("IPv4 loopback");
+        let peer = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+        for i in 0..40u8 {
+            peer.send_to(&[i; 20], driver.local_addr()).unwrap();
+        }
+        let mut bufs = vec![vec![0u8; 2048]; 32];
+        let mut metas = vec![RecvMeta::default(); 32];
+        let now = crate::carrier::now();
+        let deadline = now + Duration::from_secs(2);
+        let mut got = Vec::new();
+        let mut first = None;
+        while got.len() < 40 && crate::carrier::now() < deadline {
+            let n = driver.recv(now, &mut bufs, &mut metas).unwrap();
+            if n > 0 && first.is_none() {
+                first = Some(n);
+            }
+            got.extend(bufs.iter().zip(&metas).take(n).map(|(b, m)| (b[0], m.len)));
+        }
+        if cfg!(target_os = "linux") {
+            assert_eq!(first, Some(32), "the first call fills every buffer");
+        }
+        assert_eq!(got, (0..40u8).map(|i| (i, 20)).collect::<Vec<_>>());
         assert_eq!(driver.recv(now, &mut bufs, &mut metas).unwrap(), 0);
     }
 
