@@ -103,6 +103,12 @@ impl Connection {
             && self.ack_deadline.is_some_and(|d| d <= now);
         let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing { .. });
         let keep_alive_due = connected && self.keep_alive_deadline().is_some_and(|t| t <= now);
+        // Nothing owed and nothing queued (the common poll, e.g. right after a packet went
+        // out): the same answer as below without asking traffic control for an allowance.
+        if !(ack_due || disconnect_due || keep_alive_due || self.send.has_pending()) {
+            self.pacing_wait = None;
+            return None;
+        }
         let allowance = self.tc.send_allowance(now);
         let paced = allowance.next_send_time.is_none_or(|t| t <= now);
         let data_ok = connected && self.send.has_pending() && allowance.window > 0 && paced;
