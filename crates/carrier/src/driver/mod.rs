@@ -1,6 +1,7 @@
 //! The transport seam: a [`Driver`] moves datagrams between the carrier and the network.
 //!
-//! The default is [`UdpDriver`] (IPv4, IPv6 and dual-stack UDP, one datagram per syscall).
+//! The default is [`UdpDriver`] (IPv4, IPv6 and dual-stack UDP, one datagram per send syscall;
+//! on Linux one `recvmmsg` reads what is waiting).
 //! The trait is shaped for the drivers that follow (DESIGN.md §5):
 //!
 //! - **batches**: [`Driver::send`] takes a batch of [`Outgoing`] datagrams, and each entry may
