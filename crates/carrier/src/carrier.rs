@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -326,12 +326,18 @@ impl Carrier {
         let channel = channel.into();
         match target.into() {
             Target::Connection(id) => {
-                if let Some(direct) = &self.shared.direct {
-                    let tx = lock(&direct.tx);
+                if let Some((direct, tx)) = self.try_direct() {
                     let mut core = lock(&self.shared.core);
+                    let idle = path_idle(&core.endpoint, id);
                     core.endpoint
                         .send_copy(id, channel, priority, reliability, payload)?;
-                    self.shared.send_direct(direct, tx, core);
+                    if idle {
+                        self.shared.send_direct(direct, tx, core);
+                    } else {
+                        drop(core);
+                        drop(tx);
+                        self.shared.poke();
+                    }
                     return Ok(());
                 }
                 let wake = {
@@ -366,11 +372,14 @@ impl Carrier {
     ) -> Result<(), SendError> {
         let channel = channel.into();
         // With direct send, the transmit lock comes first (lock order: tx, then core).
-        let tx = self.shared.direct.as_ref().map(|d| lock(&d.tx));
+        let tx = self.try_direct();
         let (wake, result) = {
             let mut core = lock(&self.shared.core);
+            // Direct send only when every target's path is idle (see `try_direct`).
+            let mut idle = true;
             let (wake, result) = match target.into() {
                 Target::Connection(id) => {
+                    idle = path_idle(&core.endpoint, id);
                     core.endpoint
                         .send(id, channel, priority, reliability, payload)?;
                     (self.should_wake(&core.endpoint, id), Ok(()))
@@ -388,6 +397,7 @@ impl Carrier {
                     let mut first_error = None;
                     let mut wake = false;
                     for id in ids {
+                        idle &= path_idle(&core.endpoint, id);
                         match core.endpoint.send(
                             id,
                             channel,
@@ -404,8 +414,8 @@ impl Carrier {
                     (wake, first_error.map_or(Ok(()), Err))
                 }
             };
-            match (&self.shared.direct, tx) {
-                (Some(direct), Some(tx)) if wake => {
+            match tx {
+                Some((direct, tx)) if wake && idle => {
                     self.shared.send_direct(direct, tx, core);
                     (false, result)
                 }
@@ -416,6 +426,25 @@ impl Carrier {
             self.shared.poke();
         }
         result
+    }
+
+    /// The transmit lock of direct send, if direct send is on and the lock is free (see
+    /// `CarrierDesc::thread_instant_response`). A busy lock means another thread is sending:
+    /// this send then leaves it to the carrier thread rather than waiting.
+    ///
+    /// Callers send directly only an answer: when the connection owes the peer an
+    /// acknowledgement (it received since it last sent) and nothing it sent awaits one (the
+    /// path is idle). In a request/response exchange the answer then leaves at once from the
+    /// calling thread; a stream of sends (no ack owed, or the path busy) is left to the carrier
+    /// thread as before, whose wake-up lets the messages queued meanwhile be packed into shared
+    /// datagrams (a direct send per message would send a datagram per message).
+    fn try_direct(&self) -> Option<(&Direct, MutexGuard<'_, DirectTx>)> {
+        let direct = self.shared.direct.as_ref()?;
+        match direct.tx.try_lock() {
+            Ok(tx) => Some((direct, tx)),
+            Err(TryLockError::Poisoned(p)) => Some((direct, p.into_inner())),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Send batching (`send_batch_packet_count`): 0 wakes the carrier thread on every send;
@@ -680,6 +709,14 @@ impl Drop for Carrier {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Direct send's rule (see `Carrier::try_direct`): the connection owes an acknowledgement and
+/// nothing it sent awaits one.
+fn path_idle(endpoint: &Endpoint, id: ConnectionId) -> bool {
+    endpoint
+        .connection(id)
+        .is_some_and(|c| c.owes_ack() && c.bytes_in_flight() == 0)
 }
 
 /// Counts a thread blocked in `wait_event`, and marks the game alive when it leaves.

@@ -133,7 +133,11 @@ pub struct CarrierDesc {
     /// calling thread, through the driver's [`DirectSend`](crate::driver::DirectSend) (the
     /// default UDP driver has one; a custom driver opts in with
     /// [`Driver::direct_sender`](crate::driver::Driver::direct_sender)), rather than waking the
-    /// carrier thread to send them: a thread hand-off less per message. The carrier thread is
+    /// carrier thread to send them: a thread hand-off less per message. This applies to an
+    /// answer: a message to a connection that owes its peer an acknowledgement (it received
+    /// since it last sent) and has nothing in flight, as in a request/response exchange. A
+    /// stream of sends still goes through the carrier thread, so that the messages queued
+    /// while it wakes up are packed into shared datagrams. The carrier thread is
     /// still woken when the send moved the connection's next deadline earlier than its planned
     /// wake-up (a retransmission timer), when the driver's own queue must drain first, and when
     /// a send failed (which, as on the carrier thread, reports a

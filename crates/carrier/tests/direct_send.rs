@@ -35,6 +35,8 @@ struct Stats {
     loss_every: AtomicU64,
     /// Fail every direct send.
     fail: AtomicBool,
+    /// Direct sends that failed on purpose.
+    direct_failed: AtomicU64,
     /// Microseconds every send (either path) waits before sending: widens the window in which
     /// another thread could overtake it if sends were not serialized.
     delay_us: AtomicU64,
@@ -86,6 +88,7 @@ impl DirectSend for WrapDirect {
         let s = &self.stats;
         s.delay();
         if s.fail.load(Ordering::SeqCst) {
+            s.direct_failed.fetch_add(1, Ordering::SeqCst);
             for out in batch {
                 failed(
                     out.to,
@@ -219,64 +222,88 @@ fn direct_send_keeps_order_and_delivers_under_loss() {
     let (id, _) = connect(&server, &client);
     let before = stats.direct_sent.load(Ordering::SeqCst);
 
-    // 1. No loss: two game threads send unreliable messages on the same channel at once, in
-    //    windows of 16 per thread (far below the socket buffers and the congestion window),
-    //    and every send waits a little before it sends. Loopback neither loses nor reorders, so
-    //    every message must arrive: a datagram that overtook an older one of the channel on its
-    //    way to the socket would make the receiver discard the older one's messages as stale.
-    const PER_THREAD: u32 = 400;
+    // 1. No loss: two game threads each send unreliable requests on their own channel and
+    //    wait for the server's reliable echo before the next; every send (either path) waits
+    //    a little before it sends. An echo makes the client owe an acknowledgement with an idle
+    //    path, so requests leave directly, unless the other thread's request is in flight,
+    //    then through the carrier thread: both paths race. Loopback neither loses nor
+    //    reorders, so every request must arrive, in order: a datagram that overtook an older
+    //    one on its way to the socket would make the server discard the older one as stale.
+    const PER_THREAD: u32 = 150;
     stats.delay_us.store(50, Ordering::SeqCst);
     let start = Barrier::new(2);
     let received = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for thread in [1u32, 2] {
+        let server = &server;
+        let received = &received;
+        s.spawn(move || {
+            let end = now() + Duration::from_secs(20);
+            let mut got = 0;
+            while got < 2 * PER_THREAD && now() < end {
+                if let Some((from, m)) = server.wait_message(Duration::from_millis(20)) {
+                    server
+                        .send(
+                            from,
+                            &m.payload,
+                            Reliability::Reliable,
+                            Priority::Normal,
+                            m.channel,
+                        )
+                        .unwrap();
+                    let n = u32::from_le_bytes(m.payload[..4].try_into().unwrap());
+                    received.lock().unwrap().push((m.channel.get(), n));
+                    got += 1;
+                }
+            }
+        });
+        for ch in [1u8, 2] {
             let (client, start) = (&client, &start);
             s.spawn(move || {
                 start.wait();
                 for n in 0..PER_THREAD {
-                    let tag = thread << 16 | n;
                     client
                         .send(
                             id,
-                            &tag.to_le_bytes(),
+                            &n.to_le_bytes(),
                             Reliability::Unreliable,
                             Priority::Normal,
-                            1,
+                            ch,
                         )
                         .unwrap();
-                    if n % 16 == 15 {
-                        std::thread::sleep(Duration::from_millis(1));
+                    let end = now() + Duration::from_secs(2);
+                    loop {
+                        if let Some(echo) = client.receive(id, ch) {
+                            assert_eq!(echo[..4], n.to_le_bytes(), "channel {ch}");
+                            break;
+                        }
+                        if now() > end {
+                            return; // the request was lost: the server's count tells
+                        }
+                        std::thread::sleep(Duration::from_micros(50));
                     }
                 }
             });
         }
-        *received.lock().unwrap() =
-            receive(&server, 2 * PER_THREAD as usize, Duration::from_secs(10));
     });
+    stats.delay_us.store(0, Ordering::SeqCst);
     let received = received.into_inner().unwrap();
-    assert_eq!(
-        received.len(),
-        2 * PER_THREAD as usize,
-        "every unreliable message arrives"
-    );
-    for thread in [1u32, 2] {
+    for ch in [1u8, 2] {
         let seq: Vec<u32> = received
             .iter()
-            .filter(|(_, tag)| tag >> 16 == thread)
-            .map(|(_, tag)| tag & 0xffff)
+            .filter(|(c, _)| *c == ch)
+            .map(|(_, n)| *n)
             .collect();
         assert_eq!(
             seq,
             (0..PER_THREAD).collect::<Vec<_>>(),
-            "thread {thread}: its messages, in order"
+            "channel {ch}: every request, in order"
         );
     }
-    stats.delay_us.store(0, Ordering::SeqCst);
+    // How many went directly depends on timing (a delayed ACK sent meanwhile by the carrier
+    // thread pays the debt, and the next request goes through it): not asserted here; the
+    // ping-pong test below asserts the direct path.
     let direct = stats.direct_sent.load(Ordering::SeqCst) - before;
-    assert!(
-        direct >= u64::from(PER_THREAD),
-        "the game threads sent the datagrams themselves ({direct} direct)"
-    );
+    eprintln!("{direct} datagrams sent directly");
 
     // 2. Loss on the direct path: every 7th datagram it sends is dropped. Reliable messages
     //    still all arrive, in order (retransmitted by the carrier thread's timers or the next
@@ -411,11 +438,35 @@ fn a_failed_direct_send_reports_the_error_and_drops_the_connection() {
     let _serial = serial();
     let server = Carrier::new(dedicated()).unwrap();
     let (client, stats) = wrapped(dedicated());
-    let (id, _) = connect(&server, &client);
+    let (id, server_id) = connect(&server, &client);
     stats.fail.store(true, Ordering::SeqCst);
-    client
-        .send(id, b"doomed", Reliability::Reliable, Priority::Normal, 0)
-        .unwrap();
+    // An answer leaves directly: the server asks, the client answers at once (it owes an
+    // acknowledgement and nothing is in flight). Should a delayed ACK beat the answer (the
+    // answer then goes through the carrier thread, which does not fail), ask again.
+    for n in 0u32..50 {
+        server
+            .send(
+                server_id,
+                &n.to_le_bytes(),
+                Reliability::Reliable,
+                Priority::Normal,
+                0,
+            )
+            .unwrap();
+        if client.wait_message(Duration::from_secs(2)).is_none() {
+            break;
+        }
+        client
+            .send(id, b"doomed", Reliability::Reliable, Priority::Normal, 0)
+            .unwrap();
+        if stats.direct_failed.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+    }
+    assert!(
+        stats.direct_failed.load(Ordering::SeqCst) > 0,
+        "a direct send was tried"
+    );
     let end = now() + Duration::from_secs(5);
     let (mut error, mut disconnect) = (None, None);
     while (error.is_none() || disconnect.is_none()) && now() < end {

@@ -402,6 +402,18 @@ impl Connection {
         self.send.queued_bytes()
     }
 
+    /// Bytes of sent datagrams neither acknowledged nor declared lost yet (traffic control's
+    /// count): 0 when the path is idle.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.tc.bytes_in_flight()
+    }
+
+    /// Whether this side owes the peer an acknowledgement (it received ack-eliciting packets
+    /// not acknowledged yet): the next packet sent carries it.
+    pub fn owes_ack(&self) -> bool {
+        self.ack_pending && !self.ack_ranges.is_empty()
+    }
+
     /// Bytes of out-of-order or partial messages held by the receive side.
     pub fn buffered_receive_bytes(&self) -> usize {
         self.budget.reliable_used + self.budget.unreliable_used
