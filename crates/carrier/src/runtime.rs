@@ -566,7 +566,7 @@ impl Io {
     /// message it just read) leaves before the receive system calls, not after them: in a
     /// ping-pong that is the critical path. The receive then costs one call when nothing or a
     /// short batch is waiting, and an idle turn takes the endpoint lock once.
-    pub(crate) fn turn(&mut self, shared: &Shared, now: Instant) -> Option<Instant> {
+    pub(crate) fn turn(&mut self, shared: &Shared, mut now: Instant) -> Option<Instant> {
         shared.dirty.store(false, Ordering::SeqCst);
         // 1. Deadlines of the driver.
         if self.driver.poll_timeout().is_some_and(|t| t <= now) {
@@ -590,6 +590,11 @@ impl Io {
                 break;
             }
             received += n;
+            // The time of arrival, read after the receive: `now` dates from before this turn's
+            // sends, and a datagram sent meanwhile by a game thread (direct send, with its own
+            // reading of the clock) may already be acknowledged in this batch; an older `now`
+            // would make its RTT sample negative (clamped to 0).
+            now = crate::carrier::now();
             let mut core = lock(&shared.core);
             for (buf, meta) in self.bufs.iter().zip(&self.metas).take(n) {
                 let len = meta.len.min(buf.len());
