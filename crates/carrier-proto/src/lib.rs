@@ -145,6 +145,7 @@ mod message;
 mod packet;
 mod recv;
 mod send;
+mod small;
 
 pub mod ack;
 pub mod seq;

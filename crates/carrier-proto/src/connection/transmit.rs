@@ -263,6 +263,7 @@ impl Connection {
                 ..SentRecord::default()
             });
         }
+        crate::small::reserve_one(&mut self.ledger);
         self.ledger.push_back(record);
         Some(pos)
     }
