@@ -2,7 +2,7 @@
 //! statelessly until the peer proves its address, and serves its connections' output fairly
 //! (docs/protocol.md §3, §4, §16).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::addr_table::AddrTable;
 use crate::arena::PayloadArena;
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::connection::{Connecting, Connection, NewConnection, Phase, Scratch, Side};
@@ -101,7 +102,8 @@ pub struct Endpoint {
     /// Boxed: a `Connection` is large, and a B-tree node holds eleven entries whether used or
     /// not, so inline entries would cost about twice their size (docs/performance.md, memory).
     connections: BTreeMap<ConnectionId, Box<Connection>>,
-    by_addr: HashMap<SocketAddr, ConnectionId>,
+    /// Connections by remote address (ids only: each connection stores its address).
+    by_addr: AddrTable,
     next_id: u64,
     events: VecDeque<Event>,
     messages: VecDeque<(ConnectionId, Message)>,
@@ -166,7 +168,7 @@ impl Endpoint {
             seed,
             cookie: CookieKey::new(secret, now),
             connections: BTreeMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: AddrTable::default(),
             next_id: 1,
             events: VecDeque::new(),
             messages: VecDeque::new(),
@@ -214,8 +216,9 @@ impl Endpoint {
 
     fn insert(&mut self, conn: Connection) -> ConnectionId {
         let id = conn.id();
-        self.by_addr.insert(conn.remote_addr(), id);
+        let addr = conn.remote_addr();
         self.connections.insert(id, Box::new(conn));
+        self.by_addr.insert(addr, id, &self.connections);
         self.mark_ready(id);
         self.reschedule(id);
         id
@@ -237,7 +240,7 @@ impl Endpoint {
         if self.shutting_down {
             return Err(ConnectError::ShuttingDown);
         }
-        if self.by_addr.contains_key(&addr) {
+        if self.by_addr.contains(&addr, &self.connections) {
             return Err(ConnectError::AlreadyConnected(addr));
         }
         let payload = self.handshake.initiate(addr);
@@ -282,8 +285,8 @@ impl Endpoint {
                 // Frames end where the checksum starts.
                 let body = &datagram[..datagram.len() - packet::CHECKSUM_LEN];
                 let start = body.len() - frames.len();
-                match self.by_addr.get(&from) {
-                    Some(&id) => {
+                match self.by_addr.get(&from, &self.connections) {
+                    Some(id) => {
                         // Like `call`, with the receive arena lent as well: the scratch
                         // buffers must be lent on this path too, or every connection that
                         // receives data grows its own set.
@@ -322,7 +325,7 @@ impl Endpoint {
         if let Err(reason) = result {
             self.record_drop(now, from, reason);
         }
-        if let Some(&id) = self.by_addr.get(&from) {
+        if let Some(id) = self.by_addr.get(&from, &self.connections) {
             self.collect(id);
         }
     }
@@ -332,9 +335,9 @@ impl Endpoint {
         from: SocketAddr,
         f: impl FnOnce(&mut Connection, &mut dyn Handshake) -> Result<(), DropReason>,
     ) -> Result<(), DropReason> {
-        let id = *self
+        let id = self
             .by_addr
-            .get(&from)
+            .get(&from, &self.connections)
             .ok_or(DropReason::UnknownConnection)?;
         self.call(id, f).ok_or(DropReason::UnknownConnection)?
     }
@@ -358,7 +361,7 @@ impl Endpoint {
     fn record_drop(&mut self, now: Instant, from: SocketAddr, reason: DropReason) {
         self.drops.add(reason);
         tracing::trace!(%from, %reason, "datagram dropped");
-        if let Some(&id) = self.by_addr.get(&from) {
+        if let Some(id) = self.by_addr.get(&from, &self.connections) {
             self.call(id, |conn, _| {
                 if conn.is_connected() {
                     conn.report_drop(now, reason);
@@ -377,7 +380,7 @@ impl Endpoint {
         if req.initiator_id == 0 {
             return Err(DropReason::Malformed);
         }
-        if let Some(&id) = self.by_addr.get(&from) {
+        if let Some(id) = self.by_addr.get(&from, &self.connections) {
             let same = self.connections.get(&id).is_some_and(|c| {
                 c.side() == Side::Acceptor && c.remote_wire_id() == req.initiator_id
             });
@@ -407,7 +410,7 @@ impl Endpoint {
             }
             return Err(DropReason::InvalidCookie);
         }
-        if let Some(&old) = self.by_addr.get(&from) {
+        if let Some(old) = self.by_addr.get(&from, &self.connections) {
             // The peer restarted with a new connection id while we still had its old
             // connection: close the old one, then accept the new one.
             if self
@@ -420,7 +423,7 @@ impl Endpoint {
             self.call(old, |conn, _| {
                 conn.close(now, DisconnectReason::AlreadyConnected);
             });
-            self.by_addr.remove(&from);
+            self.by_addr.remove(&from, old);
             self.collect(old);
         }
         if self.shutting_down {
@@ -654,9 +657,7 @@ impl Endpoint {
         let timers = &mut self.timers;
         self.connections.retain(|id, c| {
             if c.is_closed() {
-                if by_addr.get(&c.remote_addr()) == Some(id) {
-                    by_addr.remove(&c.remote_addr());
-                }
+                by_addr.remove(&c.remote_addr(), *id);
                 if let Some(t) = c.scheduled {
                     timers.remove(&(t, *id));
                 }
@@ -780,7 +781,7 @@ impl Endpoint {
 
     /// The connection with a peer address, if any.
     pub fn connection_by_addr(&self, addr: SocketAddr) -> Option<ConnectionId> {
-        self.by_addr.get(&addr).copied()
+        self.by_addr.get(&addr, &self.connections)
     }
 
     /// Every connection id, in ascending order.

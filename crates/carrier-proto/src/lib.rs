@@ -132,6 +132,7 @@
 
 #![forbid(unsafe_code)]
 
+mod addr_table;
 mod arena;
 mod config;
 mod connection;
