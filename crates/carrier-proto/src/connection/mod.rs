@@ -745,10 +745,10 @@ impl Connection {
         let due = self
             .health
             .as_ref()
-            .and_then(|h| h.last_security_event)
+            .and_then(|h| h.last_security_event())
             .is_none_or(|t| now >= t + Duration::from_secs(1));
         if due && !matches!(self.phase, Phase::Closed) {
-            health::health(&mut self.health).last_security_event = Some(now);
+            health::health(&mut self.health).set_last_security_event(now);
             lent(&mut self.lent).events.push_back(Event::SecurityError {
                 id: self.id,
                 reason,
