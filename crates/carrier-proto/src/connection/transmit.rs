@@ -263,6 +263,9 @@ impl Connection {
                 ..SentRecord::default()
             });
         }
+        if keep_alive_due {
+            self.trim_ledgers();
+        }
         crate::small::reserve_one(&mut self.ledger);
         self.ledger.push_back(record);
         Some(pos)
