@@ -115,8 +115,12 @@ pub struct Endpoint {
     drops: DropCounters,
     /// Each connection's next deadline, ordered (docs: `poll_timeout` and `handle_timeout` cost
     /// O(log n) per due connection, not a scan of all connections). The entry of a connection is
-    /// also kept in the connection (`Connection::scheduled`).
-    timers: BTreeSet<(Instant, ConnectionId)>,
+    /// also kept in the connection (`Connection::scheduled`). Deadlines are nanoseconds since
+    /// `epoch` ([`Endpoint::timer_key`]): 16 B keys instead of 24 make the set's nodes a third
+    /// smaller (about 48 -> 34 B per connection).
+    timers: BTreeSet<(u64, ConnectionId)>,
+    /// The instant the endpoint was created at: the epoch of the timer keys.
+    epoch: Instant,
     /// Connections that may have something to send, served round robin by `poll_transmit`
     /// (`Connection::in_ready` says whether one is queued).
     ready: VecDeque<ConnectionId>,
@@ -177,6 +181,7 @@ impl Endpoint {
             stateless: VecDeque::new(),
             drops: DropCounters::default(),
             timers: BTreeSet::new(),
+            epoch: now,
             ready: VecDeque::new(),
             scratch: Some(Box::default()),
             due: Vec::new(),
@@ -533,8 +538,15 @@ impl Endpoint {
         }
     }
 
+    /// The instant of timer key `k`.
+    fn timer_instant(&self, k: u64) -> Instant {
+        self.epoch + Duration::from_nanos(k)
+    }
+
     /// Recomputes a connection's deadline in the timer set.
     fn reschedule(&mut self, id: ConnectionId) {
+        let epoch = self.epoch;
+        let key = |t| timer_key(epoch, t);
         let Some(conn) = self.connections.get_mut(&id) else {
             return;
         };
@@ -543,10 +555,10 @@ impl Endpoint {
             return;
         }
         if let Some(t) = conn.scheduled {
-            self.timers.remove(&(t, id));
+            self.timers.remove(&(key(t), id));
         }
         if let Some(t) = deadline {
-            self.timers.insert((t, id));
+            self.timers.insert((key(t), id));
         }
         conn.scheduled = deadline;
     }
@@ -583,7 +595,7 @@ impl Endpoint {
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must be called at, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(t, _)| *t)
+        self.timers.first().map(|&(k, _)| self.timer_instant(k))
     }
 
     /// Fires every deadline that has passed: retransmissions, acknowledgements, keep-alives,
@@ -594,10 +606,11 @@ impl Endpoint {
         let mut timed_out = false;
         let mut due = std::mem::take(&mut self.due);
         due.clear();
+        let now_key = timer_key(self.epoch, now);
         due.extend(
             self.timers
                 .iter()
-                .take_while(|(t, _)| *t <= now)
+                .take_while(|&&(k, _)| k <= now_key)
                 .map(|(_, id)| *id),
         );
         for &id in &due {
@@ -655,11 +668,12 @@ impl Endpoint {
     fn remove_closed(&mut self) {
         let by_addr = &mut self.by_addr;
         let timers = &mut self.timers;
+        let epoch = self.epoch;
         self.connections.retain(|id, c| {
             if c.is_closed() {
                 by_addr.remove(&c.remote_addr(), *id);
                 if let Some(t) = c.scheduled {
-                    timers.remove(&(t, *id));
+                    timers.remove(&(timer_key(epoch, t), *id));
                 }
                 tracing::debug!(%id, "connection removed");
                 false
@@ -814,6 +828,14 @@ impl Endpoint {
             messages: self.messages.len(),
         }
     }
+}
+
+/// `t` as a timer key: nanoseconds since the endpoint's creation, `epoch`. Instants are exact to
+/// the nanosecond, so [`Endpoint::timer_instant`] gives `t` back, and keys order as their
+/// instants, for any instant from the creation on (a caller's clock never goes back before it;
+/// an earlier one would count as the creation). Saturates after 584 years.
+fn timer_key(epoch: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Moves a connection's pending events and delivered messages to the endpoint's queues.
