@@ -742,12 +742,12 @@ impl Connection {
 
     /// A keep-alive is going out (nothing ack-eliciting was sent for a keep-alive interval):
     /// sent-packet ledgers that a burst or late ACKs grew to more than twice what they hold
-    /// (plus this datagram and one more) shrink to that. `release_memory` alone waits for at
+    /// (plus this datagram) shrink to that. `release_memory` alone waits for at
     /// most one datagram in flight, which a connection whose peer acknowledges late may not
     /// see for a long time; the factor two keeps a steady flow from shrinking and regrowing.
     /// At most once per [`RELEASE_INTERVAL`].
     fn trim_ledgers(&mut self) {
-        let keep = self.ledger.len() + 2;
+        let keep = self.ledger.len() + 1;
         if self.clock < self.next_release || self.ledger.capacity() <= 2 * keep {
             return;
         }
