@@ -115,6 +115,7 @@ impl AckRanges {
             if pn == top.1 + 1 {
                 top.1 = pn;
             } else {
+                crate::small::reserve_one(&mut self.ranges);
                 self.ranges.push_back((pn, pn));
                 // The new range is the highest, and `max_ranges >= 1`, so it survives.
                 self.trim();
@@ -160,6 +161,7 @@ impl AckRanges {
                 true
             }
             (false, false, _) => {
+                crate::small::reserve_one(&mut self.ranges);
                 self.ranges.insert(idx, (pn, pn));
                 self.trim();
                 // The new range was dropped again if it was the lowest one.

@@ -132,6 +132,7 @@
 
 #![forbid(unsafe_code)]
 
+mod addr_table;
 mod arena;
 mod config;
 mod connection;
@@ -145,6 +146,7 @@ mod message;
 mod packet;
 mod recv;
 mod send;
+mod small;
 
 pub mod ack;
 pub mod seq;

@@ -13,21 +13,68 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Health bookkeeping of one connection, boxed and created on first use: only connections of
 /// an endpoint with disconnect thresholds or a receive packet-rate limit, and connections whose
 /// address sent a datagram that was dropped, have one.
-#[derive(Debug, Default)]
+///
+/// 56 B: the Carrier runtime always sets disconnect thresholds, so every connection of it has
+/// one. The parts that most connections never use are in [`Rare`].
+#[derive(Debug)]
 pub(crate) struct Health {
     next_check: Option<Instant>,
-    /// Lifetime acknowledged and lost datagram counts at the last check.
-    acked: u64,
-    lost: u64,
-    /// Loss over the last check interval, when enough datagrams were decided.
-    last_loss: Option<f32>,
     /// Since when every check has been bad.
     bad_since: Option<Instant>,
+    /// Lifetime acknowledged and lost datagram counts at the last check, modulo 2^32: the
+    /// counts of one check interval are wrapping differences, exact below 2^32 datagrams per
+    /// interval.
+    acked: u32,
+    lost: u32,
+    /// Loss over the last check interval, when enough datagrams were decided; NaN for none
+    /// (compared with `>`, NaN is never above a threshold, as none was not).
+    last_loss: f32,
+    /// Created on first use: only with a receive packet-rate limit or after a dropped datagram.
+    rare: Option<Box<Rare>>,
+}
+
+/// The rarely used part of [`Health`].
+#[derive(Debug, Default)]
+struct Rare {
     /// Receive packet-rate window.
     rate_window: Option<Instant>,
     rate_count: u32,
     /// When the last `SecurityError` event was reported (at most one a second).
-    pub(super) last_security_event: Option<Instant>,
+    last_security_event: Option<Instant>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            next_check: None,
+            bad_since: None,
+            acked: 0,
+            lost: 0,
+            last_loss: f32::NAN,
+            rare: None,
+        }
+    }
+}
+
+impl Health {
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Loss over the last check interval, when enough datagrams were decided.
+    fn last_loss(&self) -> Option<f32> {
+        (!self.last_loss.is_nan()).then_some(self.last_loss)
+    }
+
+    /// When the last `SecurityError` event was reported.
+    pub(super) fn last_security_event(&self) -> Option<Instant> {
+        self.rare.as_ref().and_then(|r| r.last_security_event)
+    }
+
+    /// Records that a `SecurityError` event is reported at `now`.
+    pub(super) fn set_last_security_event(&mut self, now: Instant) {
+        self.rare().last_security_event = Some(now);
+    }
 }
 
 /// The health bookkeeping, created on first use.
@@ -69,12 +116,18 @@ impl Connection {
         let lifetime = self.tc.statistics(now).lifetime;
         let h = health(&mut self.health);
         h.next_check = Some(now + CHECK_INTERVAL);
-        let acked = lifetime.packets_acked.saturating_sub(h.acked);
-        let lost = lifetime.packets_lost.saturating_sub(h.lost);
-        h.acked = lifetime.packets_acked;
-        h.lost = lifetime.packets_lost;
+        // Modulo 2^32 (the field doc): the truncations are intended.
+        let (acked_now, lost_now) = (lifetime.packets_acked as u32, lifetime.packets_lost as u32);
+        let acked = u64::from(acked_now.wrapping_sub(h.acked));
+        let lost = u64::from(lost_now.wrapping_sub(h.lost));
+        h.acked = acked_now;
+        h.lost = lost_now;
         let decided = acked + lost;
-        h.last_loss = (decided >= thresholds.min_packets).then(|| lost as f32 / decided as f32);
+        h.last_loss = if decided >= thresholds.min_packets {
+            lost as f32 / decided as f32
+        } else {
+            f32::NAN
+        };
         if self.is_unhealthy(1.0) {
             let since = *health(&mut self.health).bad_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= thresholds.window {
@@ -82,7 +135,7 @@ impl Connection {
                 tracing::debug!(
                     id = %self.id,
                     ?rtt,
-                    loss = ?self.health.as_ref().and_then(|h| h.last_loss),
+                    loss = ?self.health.as_ref().and_then(|h| h.last_loss()),
                     "RTT or loss above the disconnect thresholds"
                 );
                 self.close(now, DisconnectReason::BadConnection);
@@ -102,7 +155,7 @@ impl Connection {
         let loss_bad = self
             .health
             .as_ref()
-            .and_then(|h| h.last_loss)
+            .and_then(|h| h.last_loss())
             .is_some_and(|l| l > t.loss * factor);
         rtt_bad || loss_bad
     }
@@ -137,7 +190,7 @@ impl Connection {
         let Some(limit) = self.config.receive_packet_limit else {
             return true;
         };
-        let h = health(&mut self.health);
+        let h = health(&mut self.health).rare();
         let fresh = h
             .rate_window
             .is_none_or(|start| now.saturating_duration_since(start) >= Duration::from_secs(1));

@@ -91,24 +91,33 @@ pub(crate) enum Phase {
         deadline: Instant,
     },
     Connected,
-    /// We sent DISCONNECT; resending it until acknowledged or `until`.
-    Closing {
-        reason: DisconnectReason,
-        until: Instant,
-        next_send: Instant,
-    },
+    /// We sent DISCONNECT; resending it until acknowledged or `until`. Boxed, as `Refused`: a
+    /// short state, and inline it would make every connection 16 B larger.
+    Closing(Box<Closing>),
     /// The peer closed: acknowledging its DISCONNECTs until `until`.
     Draining {
         until: Instant,
     },
     /// Acceptor refused: answering retries with the same Reject until `until`.
-    Refused {
-        reason: DisconnectReason,
-        payload: Box<[u8]>,
-        until: Instant,
-        send_now: bool,
-    },
+    Refused(Box<Refused>),
     Closed,
+}
+
+/// The state of a connection that sent DISCONNECT ([`Phase::Closing`]).
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) reason: DisconnectReason,
+    pub(crate) until: Instant,
+    pub(crate) next_send: Instant,
+}
+
+/// The state of a refused acceptor ([`Phase::Refused`]).
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) reason: DisconnectReason,
+    pub(crate) payload: Box<[u8]>,
+    pub(crate) until: Instant,
+    pub(crate) send_now: bool,
 }
 
 /// The state of an initiator waiting for `Accept` ([`Phase::Connecting`]).
@@ -341,7 +350,7 @@ impl Connection {
         match self.phase {
             Phase::Connecting(_) | Phase::Accepting { .. } => ConnectionState::Connecting,
             Phase::Connected => ConnectionState::Connected,
-            Phase::Closing { .. } | Phase::Draining { .. } | Phase::Refused { .. } => {
+            Phase::Closing(_) | Phase::Draining { .. } | Phase::Refused(_) => {
                 ConnectionState::Disconnecting
             }
             Phase::Closed => ConnectionState::Disconnected,
@@ -443,7 +452,7 @@ impl Connection {
     pub(crate) fn is_quiescent(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Draining { .. } | Phase::Refused { .. } | Phase::Closed
+            Phase::Draining { .. } | Phase::Refused(_) | Phase::Closed
         )
     }
 
@@ -527,18 +536,18 @@ impl Connection {
                     self.phase = Phase::Closed;
                 }
             }
-            Phase::Closing { .. } | Phase::Draining { .. } | Phase::Refused { .. } => {}
+            Phase::Closing(_) | Phase::Draining { .. } | Phase::Refused(_) => {}
             Phase::Closed => {}
         }
     }
 
     fn begin_closing(&mut self, now: Instant, reason: DisconnectReason) {
         self.send.clear();
-        self.phase = Phase::Closing {
+        self.phase = Phase::Closing(Box::new(Closing {
             reason,
             until: now + self.config.linger,
             next_send: now,
-        };
+        }));
         self.disconnect_due = true;
     }
 
@@ -579,15 +588,17 @@ impl Connection {
                     t.add(self.pacing_wait);
                 }
             }
-            Phase::Closing {
-                until, next_send, ..
-            } => {
-                t.add(Some(*until));
-                t.add(Some(*next_send));
+            Phase::Closing(c) => {
+                t.add(Some(c.until));
+                t.add(Some(c.next_send));
                 t.add(self.ack_deadline);
             }
-            Phase::Draining { until } | Phase::Refused { until, .. } => {
+            Phase::Draining { until } => {
                 t.add(Some(*until));
+                t.add(self.ack_deadline);
+            }
+            Phase::Refused(r) => {
+                t.add(Some(r.until));
                 t.add(self.ack_deadline);
             }
             Phase::Closed => {}
@@ -641,17 +652,20 @@ impl Connection {
                     self.poll_rate_change();
                 }
             }
-            Phase::Closing {
-                until, next_send, ..
-            } => {
-                if now >= *until {
+            Phase::Closing(c) => {
+                if now >= c.until {
                     self.phase = Phase::Closed;
-                } else if now >= *next_send {
+                } else if now >= c.next_send {
                     self.disconnect_due = true;
                 }
             }
-            Phase::Draining { until } | Phase::Refused { until, .. } => {
+            Phase::Draining { until } => {
                 if now >= *until {
+                    self.phase = Phase::Closed;
+                }
+            }
+            Phase::Refused(r) => {
+                if now >= r.until {
                     self.phase = Phase::Closed;
                 }
             }
@@ -672,7 +686,7 @@ impl Connection {
                     self.ack_ranges.forget_below(largest.saturating_add(1));
                 }
                 if rec.disconnect
-                    && let Phase::Closing { .. } = self.phase
+                    && let Phase::Closing(_) = self.phase
                 {
                     self.phase = Phase::Closed;
                 }
@@ -745,6 +759,22 @@ impl Connection {
         self.tc.release_memory();
     }
 
+    /// A keep-alive is going out (nothing ack-eliciting was sent for a keep-alive interval):
+    /// sent-packet ledgers that a burst or late ACKs grew to more than twice what they hold
+    /// (plus this datagram) shrink to that. `release_memory` alone waits for at
+    /// most one datagram in flight, which a connection whose peer acknowledges late may not
+    /// see for a long time; the factor two keeps a steady flow from shrinking and regrowing.
+    /// At most once per [`RELEASE_INTERVAL`].
+    fn trim_ledgers(&mut self) {
+        let keep = self.ledger.len() + 1;
+        if self.clock < self.next_release || self.ledger.capacity() <= 2 * keep {
+            return;
+        }
+        self.next_release = self.clock + RELEASE_INTERVAL;
+        self.ledger.shrink_to(keep);
+        self.tc.release_memory();
+    }
+
     fn recycle(&mut self, mut rec: SentRecord) {
         // Records without reliable frames (ACKs, keep-alives) have nothing worth pooling, and
         // must not create the pool either: a receiver that only sends ACKs has its pool released
@@ -764,10 +794,10 @@ impl Connection {
         let due = self
             .health
             .as_ref()
-            .and_then(|h| h.last_security_event)
+            .and_then(|h| h.last_security_event())
             .is_none_or(|t| now >= t + Duration::from_secs(1));
         if due && !matches!(self.phase, Phase::Closed) {
-            health::health(&mut self.health).last_security_event = Some(now);
+            health::health(&mut self.health).set_last_security_event(now);
             lent(&mut self.lent).events.push_back(Event::SecurityError {
                 id: self.id,
                 reason,

@@ -160,12 +160,12 @@ impl Connection {
                 id: self.id,
                 reason,
             });
-        self.phase = Phase::Refused {
+        self.phase = Phase::Refused(Box::new(super::Refused {
             reason,
             payload: payload.into_boxed_slice(),
             until: now + self.config.linger,
             send_now: true,
-        };
+        }));
     }
 
     /// Acceptor: the initiator sent its request again.
@@ -179,7 +179,7 @@ impl Connection {
             Phase::Accepting { .. } => self.decide(now, handshake, payload),
             // Our Accept was lost: send it again.
             Phase::Connected if self.accept_reply.is_some() => self.send_accept = true,
-            Phase::Refused { send_now, .. } => *send_now = true,
+            Phase::Refused(r) => r.send_now = true,
             _ => {}
         }
     }
@@ -203,7 +203,7 @@ impl Connection {
         }
         if !matches!(
             self.phase,
-            Phase::Connected | Phase::Closing { .. } | Phase::Draining { .. }
+            Phase::Connected | Phase::Closing(_) | Phase::Draining { .. }
         ) {
             return Err(DropReason::Unexpected);
         }
@@ -462,7 +462,7 @@ impl Connection {
                 });
                 self.send.clear();
             }
-            Phase::Closing { .. } | Phase::Draining { .. } => {}
+            Phase::Closing(_) | Phase::Draining { .. } => {}
             _ => return,
         }
         if !matches!(self.phase, Phase::Draining { .. }) {

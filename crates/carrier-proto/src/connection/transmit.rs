@@ -50,20 +50,15 @@ impl Connection {
                 Some(n)
             }
             Phase::Accepting { .. } | Phase::Closed => None,
-            Phase::Refused {
-                reason,
-                payload,
-                send_now,
-                ..
-            } => {
-                if !*send_now {
+            Phase::Refused(r) => {
+                if !r.send_now {
                     return None;
                 }
-                *send_now = false;
+                r.send_now = false;
                 Reject {
                     initiator_id: self.remote_wire_id,
-                    reason: reason.code(),
-                    payload,
+                    reason: r.reason.code(),
+                    payload: &r.payload,
                 }
                 .encode(buf)
                 .ok()
@@ -84,7 +79,7 @@ impl Connection {
                 .encode(buf)
                 .ok()
             }
-            Phase::Connected | Phase::Closing { .. } | Phase::Draining { .. } => {
+            Phase::Connected | Phase::Closing(_) | Phase::Draining { .. } => {
                 self.poll_data(now, buf)
             }
         }
@@ -101,7 +96,7 @@ impl Connection {
         let ack_due = self.ack_pending
             && !self.ack_ranges.is_empty()
             && self.ack_deadline.is_some_and(|d| d <= now);
-        let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing { .. });
+        let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing(_));
         let keep_alive_due = connected && self.keep_alive_deadline().is_some_and(|t| t <= now);
         // Nothing owed and nothing queued (the common poll, e.g. right after a packet went
         // out): the same answer as below without asking traffic control for an allowance.
@@ -176,18 +171,16 @@ impl Connection {
         }
         // DISCONNECT (docs/protocol.md §12).
         if disconnect_due
-            && let Phase::Closing {
-                reason, next_send, ..
-            } = &mut self.phase
+            && let Phase::Closing(c) = &mut self.phase
             && let Some(slot) = buf.get_mut(pos..pos + 2)
         {
             slot[0] = FRAME_DISCONNECT;
-            slot[1] = reason.code();
+            slot[1] = c.reason.code();
             pos += 2;
             record.disconnect = true;
             ack_eliciting = true;
             self.disconnect_due = false;
-            *next_send = now + self.tc.rto();
+            c.next_send = now + self.tc.rto();
         }
         // IMMEDIATE_ACK when the congestion window is half used, so that a sender of unreliable
         // messages is not held back by its peer's lazy acknowledgements (docs/protocol.md §12).
@@ -269,6 +262,10 @@ impl Connection {
                 ..SentRecord::default()
             });
         }
+        if keep_alive_due {
+            self.trim_ledgers();
+        }
+        crate::small::reserve_one(&mut self.ledger);
         self.ledger.push_back(record);
         Some(pos)
     }

@@ -799,6 +799,7 @@ impl TrafficControl for DefaultTrafficControl {
                 self.max_datagram_size,
             );
         }
+        crate::small::reserve_one(&mut self.ledger);
         self.ledger.push_back(Tracked::new(sent, delivery));
     }
 

@@ -223,6 +223,19 @@ impl OptNanos {
     }
 }
 
+/// An instant of the controller in 8 bytes instead of 16: whole nanoseconds since its creation
+/// ([`Model::created`]). Instants are exact to the nanosecond, so with a clock that does not go
+/// back before the creation, [`Model::since`] gives exactly what
+/// `now.saturating_duration_since(instant)` gave (an instant before the creation would count as
+/// the creation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp(u64);
+
+impl Stamp {
+    /// The creation instant.
+    const CREATED: Self = Self(0);
+}
+
 /// The state machine of the controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -241,35 +254,38 @@ pub(super) struct Model {
     /// RTT assumed before the first sample (sizes the first pacing rate).
     /// RTT assumed before the first sample, nanoseconds ([`OptNanos`]).
     initial_rtt: u64,
+    /// The epoch of every [`Stamp`].
     created: Instant,
     mode: Mode,
     btl_bw: MaxFilter<{ BW_WINDOW_ROUNDS as usize }>,
     /// ACK aggregation: bytes acknowledged beyond `btl_bw × time` in the current epoch, and its
     /// max over rounds.
     extra_acked: MaxFilter<{ EXTRA_ACKED_WINDOW_ROUNDS as usize }>,
-    ack_epoch_start: Instant,
+    ack_epoch_start: Stamp,
     ack_epoch_acked: u64,
     min_rtt: OptNanos,
-    min_rtt_stamp: Instant,
+    min_rtt_stamp: Stamp,
     // Round trips: a round ends when a datagram sent after the previous round ended is delivered.
     round: u64,
     /// Bytes delivered so far (the sampler's count).
     delivered: u64,
     next_round_delivered: u64,
-    round_start_time: Instant,
+    round_start_time: Stamp,
     round_delivered: u64,
     round_lost: u64,
     /// Bytes lost and settled since the last heavy-loss verdict.
     loss_window_lost: u64,
     loss_window_settled: u64,
-    /// Delivery rate of the last round that was not application-limited.
-    last_round_rate: Option<u64>,
-    /// No back-off before this round.
-    backoff_hold: Option<u64>,
+    /// Delivery rate of the last round that was not application-limited; `u64::MAX` for none
+    /// (its only use is as an upper bound, where none means no bound).
+    last_round_rate: u64,
+    /// No back-off before this round (0: none, which holds back no round).
+    backoff_hold: u64,
     /// Longest draining phase, in `min_rtt`s (longer after a back-off).
     drain_phases: u32,
-    /// (round of the last back-off, round at which to judge it).
-    backoff_check: Option<(u64, u64)>,
+    /// (round of the last back-off, round at which to judge it); the second is 0 for none (a
+    /// check is always due after a round: 8 bytes less than an `Option`).
+    backoff_check: (u64, u64),
     round_min_rtt: OptNanos,
     /// Largest of the per-ACK RTT samples of the round (each ACK's smallest).
     round_max_rtt: OptNanos,
@@ -289,10 +305,11 @@ pub(super) struct Model {
     // ProbeBw.
     /// Index into `PROBE_BW_GAINS` (fewer than 256 phases).
     cycle_index: u8,
-    cycle_start: Instant,
+    cycle_start: Stamp,
     loss_in_phase: bool,
     // ProbeRtt.
-    probe_rtt_done: Option<Instant>,
+    /// When ProbeRtt may end, since `created` ([`OptNanos`]).
+    probe_rtt_done: OptNanos,
     probe_rtt_round_done: bool,
     /// Smallest RTT sample during the current ProbeRtt.
     probe_rtt_min: OptNanos,
@@ -334,22 +351,22 @@ impl Model {
             mode: Mode::Startup,
             btl_bw: MaxFilter::default(),
             extra_acked: MaxFilter::default(),
-            ack_epoch_start: now,
+            ack_epoch_start: Stamp::CREATED,
             ack_epoch_acked: 0,
             min_rtt: OptNanos::NONE,
-            min_rtt_stamp: now,
+            min_rtt_stamp: Stamp::CREATED,
             round: 0,
             delivered: 0,
             next_round_delivered: 0,
-            round_start_time: now,
+            round_start_time: Stamp::CREATED,
             round_delivered: 0,
             round_lost: 0,
             loss_window_lost: 0,
             loss_window_settled: 0,
-            last_round_rate: None,
-            backoff_hold: None,
+            last_round_rate: u64::MAX,
+            backoff_hold: 0,
             drain_phases: 1,
-            backoff_check: None,
+            backoff_check: (0, 0),
             round_min_rtt: OptNanos::NONE,
             round_max_rtt: OptNanos::NONE,
             jitter: 0,
@@ -361,9 +378,9 @@ impl Model {
             pacing_gain: STARTUP_PACING_GAIN,
             cwnd_gain: STARTUP_CWND_GAIN,
             cycle_index: 0,
-            cycle_start: now,
+            cycle_start: Stamp::CREATED,
             loss_in_phase: false,
-            probe_rtt_done: None,
+            probe_rtt_done: OptNanos::NONE,
             probe_rtt_round_done: false,
             probe_rtt_min: OptNanos::NONE,
             prior_cwnd: initial_window,
@@ -373,6 +390,21 @@ impl Model {
         };
         model.set_pacing_rate();
         model
+    }
+
+    /// Time since creation at `now` (zero before it).
+    fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.created)
+    }
+
+    /// `now` as a [`Stamp`].
+    fn stamp(&self, now: Instant) -> Stamp {
+        Stamp(OptNanos::nanos(self.age(now)))
+    }
+
+    /// `now.saturating_duration_since(s)`.
+    fn since(&self, now: Instant, s: Stamp) -> Duration {
+        self.age(now).saturating_sub(Duration::from_nanos(s.0))
     }
 
     fn bdp(&self, gain: f64) -> Option<usize> {
@@ -415,13 +447,13 @@ impl Model {
         if bw == 0 || acked == 0 {
             return;
         }
-        let elapsed = now.saturating_duration_since(self.ack_epoch_start);
+        let elapsed = self.since(now, self.ack_epoch_start);
         let mut expected =
             u64::try_from(u128::from(bw).saturating_mul(elapsed.as_nanos()) / 1_000_000_000)
                 .unwrap_or(u64::MAX);
         if self.ack_epoch_acked <= expected {
             // The ACKs are not ahead of the model: a new epoch starts.
-            self.ack_epoch_start = now;
+            self.ack_epoch_start = self.stamp(now);
             self.ack_epoch_acked = 0;
             expected = 0;
         }
@@ -439,10 +471,7 @@ impl Model {
     /// that is lower than `btl_bw` (the estimate may be stale just after the path slowed down, and
     /// half of a stale BDP would not empty the queue).
     fn probe_rtt_window(&self) -> usize {
-        let bw = self
-            .btl_bw
-            .get()
-            .min(self.last_round_rate.unwrap_or(u64::MAX));
+        let bw = self.btl_bw.get().min(self.last_round_rate);
         let bdp = self.min_rtt.get().map(|m| {
             let bytes = u128::from(bw).saturating_mul(m.as_nanos()) / 1_000_000_000;
             scale_usize(
@@ -502,7 +531,7 @@ impl Model {
         // Start in a phase that depends on the connection's age, so flows sharing a bottleneck
         // do not probe in lockstep (deterministic: no random source needed). Never the draining
         // phase: the flight is already at one BDP.
-        let r = (now.saturating_duration_since(self.created).as_micros() % 7) as usize;
+        let r = (self.age(now).as_micros() % 7) as usize;
         self.enter_phase(now, if r == 0 { 0 } else { r + 1 });
     }
 
@@ -516,13 +545,13 @@ impl Model {
         } else {
             gain
         };
-        self.cycle_start = now;
+        self.cycle_start = self.stamp(now);
         self.loss_in_phase = false;
     }
 
     /// Ends the round that is running: checks its congestion signals, then starts the next one.
     fn end_round(&mut self, now: Instant) {
-        let duration = now.saturating_duration_since(self.round_start_time);
+        let duration = self.since(now, self.round_start_time);
         let round_rate = rate(self.round_delivered, duration);
         let settled = self.round_delivered.saturating_add(self.round_lost);
         self.loss_window_lost = self.loss_window_lost.saturating_add(self.round_lost);
@@ -535,8 +564,10 @@ impl Model {
             self.loss_window_lost = 0;
             self.loss_window_settled = 0;
         }
-        if !self.round_app_limited && round_rate.is_some() {
-            self.last_round_rate = round_rate;
+        if !self.round_app_limited
+            && let Some(rate) = round_rate
+        {
+            self.last_round_rate = rate;
         }
         let standing_queue = match (self.round_min_rtt.get(), self.min_rtt.get()) {
             (Some(round_min), Some(min)) => {
@@ -567,16 +598,15 @@ impl Model {
             }
             Mode::ProbeBw => {
                 let congested = heavy_loss || (standing_queue && !self.round_app_limited);
-                if let Some((at, check)) = self.backoff_check
-                    && self.round >= check
-                {
-                    self.backoff_check = None;
+                let (at, check) = self.backoff_check;
+                if check != 0 && self.round >= check {
+                    self.backoff_check = (0, 0);
                     if congested {
                         // The last back-off did not clear it: not (only) our queue.
-                        self.backoff_hold = Some(at.saturating_add(BACKOFF_INTERVAL_ROUNDS));
+                        self.backoff_hold = at.saturating_add(BACKOFF_INTERVAL_ROUNDS);
                     }
                 }
-                let held = self.backoff_hold.is_some_and(|h| self.round < h);
+                let held = self.round < self.backoff_hold;
                 if congested && !held {
                     self.back_off(now, round_rate);
                 }
@@ -584,7 +614,7 @@ impl Model {
             _ => {}
         }
         self.round = self.round.saturating_add(1);
-        self.round_start_time = now;
+        self.round_start_time = self.stamp(now);
         self.round_delivered = 0;
         self.round_lost = 0;
         self.round_min_rtt = OptNanos::NONE;
@@ -595,8 +625,8 @@ impl Model {
     /// Congestion: the estimate falls to `BACKOFF_BETA ×` what the last round delivered, and the
     /// draining phase empties the queue.
     fn back_off(&mut self, now: Instant, round_rate: Option<u64>) {
-        self.backoff_hold = Some(self.round.saturating_add(BACKOFF_CHECK_ROUNDS));
-        self.backoff_check = Some((self.round, self.round.saturating_add(BACKOFF_CHECK_ROUNDS)));
+        self.backoff_hold = self.round.saturating_add(BACKOFF_CHECK_ROUNDS);
+        self.backoff_check = (self.round, self.round.saturating_add(BACKOFF_CHECK_ROUNDS));
         let bw = self.btl_bw.get();
         let Some(round_rate) = round_rate.filter(|&r| r > 0) else {
             return;
@@ -643,7 +673,7 @@ impl Model {
             .min_rtt
             .get()
             .unwrap_or(Duration::from_nanos(self.initial_rtt));
-        let full_length = now.saturating_duration_since(self.cycle_start) > min_rtt;
+        let full_length = self.since(now, self.cycle_start) > min_rtt;
         let gain = self.pacing_gain;
         let advance = if gain > 1.0 {
             // Probe until the flight reached the probing window (or loss or the application
@@ -656,7 +686,7 @@ impl Model {
             // Drain until the flight is down to one BDP: at most one phase after a probe, at most
             // BACKOFF_DRAIN_PHASES after a back-off.
             let limit = min_rtt.saturating_mul(self.drain_phases);
-            now.saturating_duration_since(self.cycle_start) > limit
+            self.since(now, self.cycle_start) > limit
                 || self.bytes_in_flight <= self.bdp(1.0).unwrap_or(0)
         } else {
             full_length
@@ -681,15 +711,15 @@ impl Model {
             && self.min_rtt.get().is_none_or(|m| sample <= m)
         {
             self.min_rtt = OptNanos::some(sample);
-            self.min_rtt_stamp = now;
+            self.min_rtt_stamp = self.stamp(now);
         }
-        let expired = now.saturating_duration_since(self.min_rtt_stamp) > MIN_RTT_WINDOW;
+        let expired = self.since(now, self.min_rtt_stamp) > MIN_RTT_WINDOW;
         if expired && self.mode != Mode::ProbeRtt && self.min_rtt.get().is_some() {
             self.mode = Mode::ProbeRtt;
             self.pacing_gain = 1.0;
             self.cwnd_gain = CWND_GAIN;
             self.prior_cwnd = self.cwnd;
-            self.probe_rtt_done = None;
+            self.probe_rtt_done = OptNanos::NONE;
             self.probe_rtt_min = OptNanos::NONE;
         }
         if self.mode != Mode::ProbeRtt {
@@ -699,9 +729,10 @@ impl Model {
             self.probe_rtt_min =
                 OptNanos::some(self.probe_rtt_min.get().map_or(sample, |m| m.min(sample)));
         }
-        match self.probe_rtt_done {
+        match self.probe_rtt_done.get() {
             None if self.bytes_in_flight <= self.probe_rtt_window() => {
-                self.probe_rtt_done = now.checked_add(PROBE_RTT_DURATION);
+                self.probe_rtt_done =
+                    OptNanos::some(self.age(now).saturating_add(PROBE_RTT_DURATION));
                 self.probe_rtt_round_done = false;
                 // Only samples of datagrams sent from now on show the drained path.
                 self.probe_rtt_min = OptNanos::NONE;
@@ -713,11 +744,11 @@ impl Model {
                 if round_start {
                     self.probe_rtt_round_done = true;
                 }
-                if self.probe_rtt_round_done && now >= done {
+                if self.probe_rtt_round_done && self.age(now) >= done {
                     if let Some(min) = self.probe_rtt_min.get() {
                         self.min_rtt = OptNanos::some(min);
                     }
-                    self.min_rtt_stamp = now;
+                    self.min_rtt_stamp = self.stamp(now);
                     self.cwnd = self.cwnd.max(self.prior_cwnd);
                     if self.filled_pipe {
                         self.enter_probe_bw(now);
