@@ -11,7 +11,7 @@ use crate::ack;
 use crate::frame::{EncodeContext, FRAME_ACK, FRAME_DISCONNECT, FRAME_IMMEDIATE_ACK, FRAME_PING};
 use crate::packet::{Accept, ConnectRequest, DataHeader, Reject};
 use crate::seq;
-use crate::traffic::SentDatagram;
+use crate::traffic::{SendAllowance, SentDatagram};
 use crate::wire::Writer;
 
 impl Connection {
@@ -104,11 +104,21 @@ impl Connection {
             self.pacing_wait = None;
             return None;
         }
-        let allowance = self.tc.send_allowance(now);
+        // The traffic control is asked only when there is data to send (ACKs and PINGs are
+        // neither paced nor windowed).
+        let pending = connected && self.send.has_pending();
+        let allowance = if pending {
+            self.tc.send_allowance(now)
+        } else {
+            SendAllowance {
+                window: 0,
+                next_send_time: None,
+            }
+        };
         let paced = allowance.next_send_time.is_none_or(|t| t <= now);
-        let data_ok = connected && self.send.has_pending() && allowance.window > 0 && paced;
+        let data_ok = pending && allowance.window > 0 && paced;
         // Only pacing holds the data back: wake up when it allows (docs/traffic-control.md).
-        self.pacing_wait = if connected && self.send.has_pending() && allowance.window > 0 {
+        self.pacing_wait = if pending && allowance.window > 0 {
             allowance.next_send_time.filter(|&t| t > now)
         } else {
             None
@@ -218,7 +228,7 @@ impl Connection {
             pos += 1;
             ack_eliciting = true;
             // Without an RTT sample yet (a new connection), ask for a prompt ACK.
-            if !immediate && !self.tc.rtt().has_samples && pos < cap {
+            if !immediate && !self.tc.has_rtt_sample() && pos < cap {
                 buf[pos] = FRAME_IMMEDIATE_ACK;
                 pos += 1;
                 immediate = true;
@@ -274,7 +284,7 @@ impl Connection {
     /// that it keeps measuring the RTT even when it only acknowledges (docs/protocol.md §12).
     /// Until the first RTT sample, it is the keep-alive interval itself.
     pub(super) fn rtt_probe_interval(&self) -> Duration {
-        if self.tc.rtt().has_samples {
+        if self.tc.has_rtt_sample() {
             self.config
                 .keep_alive_interval
                 .saturating_mul(RTT_PROBE_FACTOR)

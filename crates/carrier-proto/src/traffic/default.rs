@@ -346,6 +346,11 @@ pub struct DefaultTrafficControl {
     /// Numbers declared lost by the ledger cap in `on_datagram_sent` (which has no outcome to
     /// report them in); handed out by the next `on_ack_received` or `on_timeout`.
     evicted: Option<Box<Evicted>>,
+    /// The answer of `poll_timeout`, computed by [`Self::rearm`] after each call that changes
+    /// one of its inputs (`on_datagram_sent`, `on_ack_received`, `on_timeout`): the connection
+    /// asks for it after every datagram, and the backed-off RTO alone costs some hundred
+    /// instructions to compute.
+    timer: Option<Instant>,
     stats: StatsKeeper,
 }
 
@@ -410,6 +415,7 @@ impl DefaultTrafficControl {
             backoff: 0,
             loss_time: None,
             evicted: None,
+            timer: None,
             stats: StatsKeeper::new(now),
             config,
         }
@@ -426,8 +432,10 @@ impl DefaultTrafficControl {
 
     /// Closes the statistics period if `now` is past it.
     fn roll(&mut self, now: Instant) {
-        let rtt_ms = self.rtt_ms();
-        self.stats.roll(now, rtt_ms);
+        if self.stats.is_past(now) {
+            let rtt_ms = self.rtt_ms();
+            self.stats.roll(now, rtt_ms);
+        }
     }
 
     /// The RTO before backoff (docs/protocol.md §13).
@@ -466,6 +474,20 @@ impl DefaultTrafficControl {
         // without any ACK progress" — an ACK that acknowledges something new restarts it.
         let anchor = self.last_ack_progress.map_or(sent, |p| p.max(sent));
         anchor.checked_add(self.backed_off_rto().checked_add(extra)?)
+    }
+
+    /// The earliest of the eviction report, the loss timer and the retransmission timeout.
+    fn next_timer(&self) -> Option<Instant> {
+        let evicted = self.evicted.as_ref().map(|e| e.at);
+        [evicted, self.loss_time, self.rto_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Recomputes the cached answer of `poll_timeout` (its inputs may have changed).
+    fn rearm(&mut self) {
+        self.timer = self.next_timer();
     }
 
     /// `time_threshold × max(srtt, latest RTT)`, at least 1 ms (docs/protocol.md §13).
@@ -801,6 +823,7 @@ impl TrafficControl for DefaultTrafficControl {
         }
         crate::small::reserve_one(&mut self.ledger);
         self.ledger.push_back(Tracked::new(sent, delivery));
+        self.rearm();
     }
 
     fn on_ack_received(
@@ -827,6 +850,8 @@ impl TrafficControl for DefaultTrafficControl {
             .zip(self.largest_sent)
             .map(|(a, s)| a.min(s));
         let Some(ack_largest) = ack_largest else {
+            // The evicted numbers were handed out.
+            self.rearm();
             return;
         };
 
@@ -899,6 +924,7 @@ impl TrafficControl for DefaultTrafficControl {
         };
         self.controller.on_ack(now, &summary);
         self.check_rate_change(now);
+        self.rearm();
     }
 
     fn on_timeout(&mut self, now: Instant, outcome: &mut AckOutcome) {
@@ -914,14 +940,12 @@ impl TrafficControl for DefaultTrafficControl {
         sort_tail(&mut outcome.lost, lost_from);
         self.pop_settled();
         self.check_rate_change(now);
+        self.rearm();
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let evicted = self.evicted.as_ref().map(|e| e.at);
-        [evicted, self.loss_time, self.rto_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        debug_assert_eq!(self.timer, self.next_timer(), "stale timer");
+        self.timer
     }
 
     fn on_datagram_received(&mut self, now: Instant, size: usize, payload_bytes: usize) {
@@ -961,6 +985,10 @@ impl TrafficControl for DefaultTrafficControl {
 
     fn rtt(&self) -> RttEstimate {
         self.rtt.estimate()
+    }
+
+    fn has_rtt_sample(&self) -> bool {
+        self.rtt.has_samples()
     }
 
     /// The retransmission timeout including the current backoff (`base × 2^backoff`, at most

@@ -204,6 +204,12 @@ pub trait TrafficControl: Send + fmt::Debug {
     /// The RTT estimate.
     fn rtt(&self) -> RttEstimate;
 
+    /// Whether the RTT estimate has a sample yet (`rtt().has_samples`). The connection asks
+    /// after every datagram; the default calls [`rtt`](Self::rtt).
+    fn has_rtt_sample(&self) -> bool {
+        self.rtt().has_samples
+    }
+
     /// The current retransmission timeout (used for DISCONNECT resends and probes).
     fn rto(&self) -> Duration;
 

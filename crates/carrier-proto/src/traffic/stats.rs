@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use super::{SentDatagram, StatsSet};
 
+/// Length of a statistics period.
+const PERIOD: Duration = Duration::from_secs(1);
+
 /// A saturating counter: `u64` for the lifetime, `u32` for one-second periods (4 GiB or 4 G
 /// packets per second saturate, far beyond what a connection carries; half the memory).
 trait Count: Copy + Default + PartialEq + Eq + std::fmt::Debug {
@@ -212,8 +215,9 @@ pub(super) struct Sets {
 /// Statistics of one connection.
 #[derive(Clone, Debug)]
 pub(super) struct StatsKeeper {
-    /// Start of the current period.
-    period_start: Instant,
+    /// End of the current period (its start + 1 s): most events fall before it, and checking
+    /// that is one comparison.
+    period_end: Instant,
     /// Counters of the current period.
     current: Pair<u32>,
     /// The counters of the last complete period and the RTT at its end, in milliseconds (the
@@ -226,7 +230,7 @@ impl StatsKeeper {
     /// Statistics starting at `now`.
     pub(super) fn new(now: Instant) -> Self {
         Self {
-            period_start: now,
+            period_end: now.checked_add(PERIOD).unwrap_or(now),
             current: Pair::default(),
             last_second: (Pair::default(), 0.0),
             lifetime: Pair::default(),
@@ -236,7 +240,16 @@ impl StatsKeeper {
     /// Number of period boundaries (periods are one second long) between the start of the
     /// current period and `now`.
     fn periods_passed(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.period_start).as_secs()
+        if now < self.period_end {
+            0
+        } else {
+            1 + now.duration_since(self.period_end).as_secs()
+        }
+    }
+
+    /// Whether `now` is past the current period (the next [`roll`](Self::roll) moves).
+    pub(super) fn is_past(&self, now: Instant) -> bool {
+        now >= self.period_end
     }
 
     /// What the last second is at `now`, given `rtt_ms` is the RTT now (no sample was taken
@@ -261,8 +274,8 @@ impl StatsKeeper {
         self.current = Pair::default();
         // `passed` whole seconds fit in the span between two Instants, so this cannot overflow;
         // fall back to `now` rather than panic anyway.
-        self.period_start = self
-            .period_start
+        self.period_end = self
+            .period_end
             .checked_add(Duration::from_secs(passed))
             .unwrap_or(now);
     }
