@@ -283,8 +283,9 @@ impl Endpoint {
     /// ([`poll_transmit`](Self::poll_transmit), [`poll_event`](Self::poll_event),
     /// [`poll_message`](Self::poll_message), [`poll_timeout`](Self::poll_timeout)).
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        // The connection a data packet was for: looked up once (this runs per datagram).
-        let mut data_for = None;
+        // A data packet applied to its connection: `Some(closed)`, collected in place
+        // (this runs per datagram: one lookup of the connection, not two).
+        let mut applied = None;
         let result = match packet::parse(datagram) {
             Err(reason) => Err(reason),
             Ok(Packet::ConnectRequest(req)) => self.handle_request(now, from, &req),
@@ -294,7 +295,6 @@ impl Endpoint {
                 let start = body.len() - frames.len();
                 match self.by_addr.get(&from, &self.connections) {
                     Some(id) => {
-                        data_for = Some(id);
                         // Like `call`, with the receive arena lent as well: the scratch
                         // buffers must be lent on this path too, or every connection that
                         // receives data grows its own set.
@@ -304,6 +304,7 @@ impl Endpoint {
                             rx_arena,
                             events,
                             messages,
+                            ready,
                             ..
                         } = self;
                         match connections.get_mut(&id) {
@@ -312,6 +313,15 @@ impl Endpoint {
                                 let r = conn.handle_data(now, header, body, start, rx_arena);
                                 drain(id, conn, events, messages);
                                 conn.return_scratch(scratch);
+                                if r.is_ok() {
+                                    // What `collect` does, on the connection at hand. No
+                                    // deadline is computed here (see `collect`).
+                                    let closed = conn.is_closed();
+                                    if !closed {
+                                        queue_ready(id, conn, ready);
+                                    }
+                                    applied = Some(closed);
+                                }
                                 r
                             }
                             None => Err(DropReason::UnknownConnection),
@@ -330,15 +340,17 @@ impl Endpoint {
                 self.with_connection(from, |c, hs| c.handle_reject(&rej, hs))
             }
         };
+        if let Some(closed) = applied {
+            if closed {
+                self.remove_closed();
+            }
+            return;
+        }
         if let Err(reason) = result {
             self.record_drop(now, from, reason);
         }
-        // A data packet changes no address mapping; a handshake packet may.
-        let id = match (data_for, &result) {
-            (Some(id), Ok(())) => Some(id),
-            _ => self.by_addr.get(&from, &self.connections),
-        };
-        if let Some(id) = id {
+        // A handshake packet may have changed the address mapping.
+        if let Some(id) = self.by_addr.get(&from, &self.connections) {
             self.collect(id);
         }
     }
