@@ -595,10 +595,11 @@ impl Endpoint {
                 continue;
             };
             conn.in_ready = false;
+            let mut keep_alive = None;
             let sent = conn
-                .poll_transmit(now, buf)
+                .poll_transmit(now, buf, &mut keep_alive)
                 .map(|size| (conn.remote_addr(), size));
-            schedule(self.epoch, id, conn, &mut self.timers);
+            schedule_with(self.epoch, id, conn, &mut self.timers, keep_alive);
             if let Some((destination, size)) = sent {
                 // It may have more: back of the queue, so the others get their turn first.
                 queue_ready(id, conn, &mut self.ready);
@@ -873,7 +874,19 @@ fn schedule(
     conn: &mut Connection,
     timers: &mut BTreeSet<(u64, ConnectionId)>,
 ) {
-    let deadline = conn.poll_timeout();
+    schedule_with(epoch, id, conn, timers, None);
+}
+
+/// [`schedule`], given the keep-alive deadline if `poll_transmit` computed it
+/// (`Connection::poll_timeout_with`).
+fn schedule_with(
+    epoch: Instant,
+    id: ConnectionId,
+    conn: &mut Connection,
+    timers: &mut BTreeSet<(u64, ConnectionId)>,
+    keep_alive: Option<Option<Instant>>,
+) {
+    let deadline = conn.poll_timeout_with(keep_alive);
     if conn.scheduled == deadline {
         return;
     }

@@ -561,8 +561,13 @@ impl Connection {
         self.phase = Phase::Closed;
     }
 
-    /// The connection's next deadline.
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+    /// The connection's next deadline, given the keep-alive deadline if it is known already
+    /// (`poll_transmit` computed it and nothing changed since), else `None`.
+    pub(crate) fn poll_timeout_with(&self, keep_alive: Option<Option<Instant>>) -> Option<Instant> {
+        debug_assert!(
+            keep_alive.is_none_or(|k| k == self.keep_alive_deadline()),
+            "stale keep-alive deadline"
+        );
         let mut t = Deadline::default();
         match &self.phase {
             Phase::Connecting(c) => {
@@ -579,7 +584,7 @@ impl Connection {
             Phase::Connected => {
                 t.add(self.ack_deadline);
                 t.add(self.tc.poll_timeout());
-                t.add(self.keep_alive_deadline());
+                t.add(keep_alive.unwrap_or_else(|| self.keep_alive_deadline()));
                 if self.timeouts_enabled {
                     t.add(Some(self.last_received + self.config.connection_timeout));
                 }

@@ -17,7 +17,15 @@ use crate::wire::Writer;
 impl Connection {
     /// Writes the next datagram this connection wants to send into `buf` and returns its
     /// length, or `None` when it has nothing to send now. Call until `None` after any input.
-    pub(crate) fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    /// When it has nothing to send, `keep_alive` may receive the keep-alive deadline it
+    /// computed on the way, for `poll_timeout_with` right after
+    /// (the endpoint asks for both after every datagram received).
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        keep_alive: &mut Option<Option<Instant>>,
+    ) -> Option<usize> {
         self.advance_clock(now);
         match &mut self.phase {
             Phase::Connecting(c) => {
@@ -80,13 +88,18 @@ impl Connection {
                 .ok()
             }
             Phase::Connected | Phase::Closing(_) | Phase::Draining { .. } => {
-                self.poll_data(now, buf)
+                self.poll_data(now, buf, keep_alive)
             }
         }
     }
 
     /// Builds a `Data` packet (docs/protocol.md §5, §16), if anything is due.
-    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    fn poll_data(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        keep_alive: &mut Option<Option<Instant>>,
+    ) -> Option<usize> {
         if self.ack_ranges.is_empty() {
             // Everything we received was acknowledged and forgotten.
             self.ack_pending = false;
@@ -97,11 +110,20 @@ impl Connection {
             && !self.ack_ranges.is_empty()
             && self.ack_deadline.is_some_and(|d| d <= now);
         let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing(_));
-        let keep_alive_due = connected && self.keep_alive_deadline().is_some_and(|t| t <= now);
+        let keep_alive_at = if connected {
+            self.keep_alive_deadline()
+        } else {
+            None
+        };
+        let keep_alive_due = keep_alive_at.is_some_and(|t| t <= now);
         // Nothing owed and nothing queued (the common poll, e.g. right after a packet went
         // out): the same answer as below without asking traffic control for an allowance.
         if !(ack_due || disconnect_due || keep_alive_due || self.send.has_pending()) {
             self.pacing_wait = None;
+            // Nothing changed since the keep-alive deadline was computed.
+            if connected {
+                *keep_alive = Some(keep_alive_at);
+            }
             return None;
         }
         // The traffic control is asked only when there is data to send (ACKs and PINGs are
@@ -124,6 +146,10 @@ impl Connection {
             None
         };
         if !(ack_due || disconnect_due || keep_alive_due || data_ok) {
+            // Nothing changed since the keep-alive deadline was computed.
+            if connected {
+                *keep_alive = Some(keep_alive_at);
+            }
             return None;
         }
         // Leave room for the checksum that seals the packet (docs/protocol.md §3).
