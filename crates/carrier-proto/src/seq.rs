@@ -52,27 +52,22 @@ pub const fn truncate(v: u64) -> u32 {
 /// assert_eq!(expand(truncate(pn), pn - 1000), pn);
 /// ```
 pub fn expand(truncated: u32, expected: u64) -> u64 {
-    // Work in i128 so that `expected ± 2^32` is always representable; only the final result
-    // has to fit in a u64.
-    let win = i128::from(WINDOW);
-    let half = i128::from(HALF_WINDOW);
-    let e = i128::from(expected);
-    let mut c = (e & !(win - 1)) | i128::from(truncated);
-    // `c` and `e` share their high bits, so |c − e| < 2^32 and one step brings `c` into
-    // (e − 2^31, e + 2^31].
-    if c <= e - half {
-        c += win;
-    } else if c > e + half {
-        c -= win;
+    // The distance from `expected` to the candidate, modulo 2^32 (this runs for every packet
+    // and message received: plain u64 arithmetic, no i128).
+    let ahead = u64::from(truncated.wrapping_sub(truncate(expected)));
+    if ahead <= HALF_WINDOW {
+        // `expected + ahead`, or 2^32 lower if that is above u64::MAX (then `expected` is
+        // within 2^31 of the top, so the result stays in range).
+        expected
+            .checked_add(ahead)
+            .unwrap_or_else(|| expected - (WINDOW - ahead))
+    } else {
+        // `expected − back` with back in 1..2^31, or 2^32 higher if that is below 0.
+        let back = WINDOW - ahead;
+        expected
+            .checked_sub(back)
+            .unwrap_or_else(|| expected + ahead)
     }
-    // Stay representable: step back towards `expected` if the window sticks out of u64.
-    if c < 0 {
-        c += win;
-    } else if c > i128::from(u64::MAX) {
-        c -= win;
-    }
-    // After the steps above `0 <= c <= u64::MAX`; the fallback is unreachable.
-    u64::try_from(c).unwrap_or(expected)
 }
 
 #[cfg(test)]
