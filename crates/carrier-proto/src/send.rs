@@ -761,6 +761,13 @@ mod detach_tests {
         (a, chunk.split().freeze())
     }
 
+    fn normal_key() -> StreamKey {
+        StreamKey {
+            channel: ChannelId::new(0),
+            priority: Priority::Normal,
+        }
+    }
+
     fn fill(s: &mut SendState, now: Instant) -> Vec<ReliableFrame> {
         let mut buf = vec![0u8; 1200];
         let mut w = Writer::new(&mut buf);
@@ -773,10 +780,7 @@ mod detach_tests {
     #[allow(clippy::disallowed_methods)] // a base instant for this unit test
     fn long_queued_and_lost_payloads_stop_sharing_their_chunk() {
         let t0 = Instant::now();
-        let key = StreamKey {
-            channel: ChannelId::new(0),
-            priority: Priority::Normal,
-        };
+        let key = normal_key();
         let mut s = SendState::new(0, t0);
         // A window of one message: the second waits in the queue.
         s.configure(message_cost(5), 1000);
@@ -813,10 +817,7 @@ mod detach_tests {
     #[allow(clippy::disallowed_methods)] // a base instant for this unit test
     fn a_deep_queue_detaches_into_the_connections_own_chunks() {
         let t0 = Instant::now();
-        let key = StreamKey {
-            channel: ChannelId::new(0),
-            priority: Priority::Normal,
-        };
+        let key = normal_key();
         let mut s = SendState::new(0, t0);
         // A window of one message: everything else waits.
         s.configure(message_cost(1000), 1000);

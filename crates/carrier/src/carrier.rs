@@ -545,7 +545,8 @@ impl Carrier {
             }
         }
         // Counted before the first look, so a publisher that queues after it notifies.
-        let _sleeping = Sleeper::new(&self.shared);
+        // (see `Shared::notify_ready`)
+        let _sleeping = Counted::new(&self.shared.ready_sleepers);
         let mut events = lock(&self.shared.events);
         loop {
             if let Some(x) = take(&mut events) {
@@ -719,37 +720,44 @@ fn path_idle(endpoint: &Endpoint, id: ConnectionId) -> bool {
         .is_some_and(|c| c.owes_ack() && c.bytes_in_flight() == 0)
 }
 
-/// Counts a thread blocked in `wait_event`, and marks the game alive when it leaves.
-struct Waiting<'a>(&'a Shared);
+/// Counts the calling thread in an atomic counter while it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts a thread blocked in `wait_event` (in `waiters`), and marks the game alive when it
+/// leaves.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    _counted: Counted<'a>,
+}
 
 impl<'a> Waiting<'a> {
     fn new(shared: &'a Shared) -> Self {
-        shared.waiters.fetch_add(1, Ordering::SeqCst);
-        Waiting(shared)
+        Waiting {
+            shared,
+            _counted: Counted::new(&shared.waiters),
+        }
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let ms = now().saturating_duration_since(self.0.epoch).as_millis() as u64;
-        self.0.last_update_ms.store(ms, Ordering::Relaxed);
-        self.0.waiters.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Counts a thread that may block on `events_ready` (see [`Shared::notify_ready`]).
-struct Sleeper<'a>(&'a Shared);
-
-impl<'a> Sleeper<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        shared.ready_sleepers.fetch_add(1, Ordering::SeqCst);
-        Sleeper(shared)
-    }
-}
-
-impl Drop for Sleeper<'_> {
-    fn drop(&mut self) {
-        self.0.ready_sleepers.fetch_sub(1, Ordering::SeqCst);
+        let ms = now()
+            .saturating_duration_since(self.shared.epoch)
+            .as_millis() as u64;
+        self.shared.last_update_ms.store(ms, Ordering::Relaxed);
     }
 }
 

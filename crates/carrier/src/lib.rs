@@ -39,7 +39,7 @@
 //!
 //! By default a carrier thread owns the driver and runs the protocol; [`Carrier`] is
 //! `Send + Sync` and every method takes `&self`, so game threads can send concurrently (with the
-//! default settings a send leaves on the calling thread: see
+//! default settings an answer to a received message leaves on the calling thread: see
 //! [`CarrierDesc::thread_instant_response`]). With
 //! [`ThreadMode::Manual`] there is no thread: [`Carrier::update`] does the I/O on the calling
 //! thread. Events are pulled with [`Carrier::poll_event`] or [`Carrier::wait_event`]; messages with

@@ -312,38 +312,21 @@ fn direct_send_keeps_order_and_delivers_under_loss() {
     const RELIABLE: u32 = 300;
     std::thread::scope(|s| {
         let client = &client;
-        s.spawn(move || {
-            for n in 0..RELIABLE {
-                client
-                    .send(
-                        id,
-                        &n.to_le_bytes(),
-                        Reliability::Reliable,
-                        Priority::Normal,
-                        3,
-                    )
-                    .unwrap();
-                if n % 8 == 7 {
-                    std::thread::sleep(Duration::from_millis(1));
+        // Sends RELIABLE numbered messages on `channel`, pausing 1 ms every 8.
+        let sender = move |reliability: Reliability, channel: u8| {
+            move || {
+                for n in 0..RELIABLE {
+                    client
+                        .send(id, &n.to_le_bytes(), reliability, Priority::Normal, channel)
+                        .unwrap();
+                    if n % 8 == 7 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                 }
             }
-        });
-        s.spawn(move || {
-            for n in 0..RELIABLE {
-                client
-                    .send(
-                        id,
-                        &n.to_le_bytes(),
-                        Reliability::Unreliable,
-                        Priority::Normal,
-                        4,
-                    )
-                    .unwrap();
-                if n % 8 == 7 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        });
+        };
+        s.spawn(sender(Reliability::Reliable, 3));
+        s.spawn(sender(Reliability::Unreliable, 4));
         let end = now() + Duration::from_secs(20);
         let mut reliable = Vec::new();
         let mut unreliable = Vec::new();

@@ -305,7 +305,7 @@ struct RateReport {
 /// The default [`TrafficControl`]: RTT/RTO per RFC 6298 with QUIC's refinements, packet- and
 /// time-threshold loss detection, an exponentially backed-off retransmission timeout,
 /// per-second and lifetime statistics (docs/protocol.md §13), and model-based congestion control
-/// with pacing (docs/traffic-control.md; see the [module docs](self)).
+/// with pacing (docs/traffic-control.md).
 #[derive(Debug)]
 pub struct DefaultTrafficControl {
     config: Arc<TrafficConfig>,

@@ -16,9 +16,10 @@
 //!   per record);
 //! - **direct send** (optional): [`Driver::direct_sender`] may hand out a [`DirectSend`] that
 //!   sends from the game thread, so that a `send` in dedicated mode (an answer, see
-//!   `CarrierDesc::thread_instant_response`) does not have to wake the carrier thread. The default is `None` (not supported: `send` wakes the carrier thread,
-//!   which sends), which is what a driver with per-peer state touched by its sends (DTLS) or
-//!   with batching of its own should keep.
+//!   `CarrierDesc::thread_instant_response`) does not have to wake the carrier thread. The
+//!   default is `None` (not supported: `send` wakes the carrier thread, which sends), which is
+//!   what a driver with per-peer state touched by its sends (DTLS) or with batching of its own
+//!   should keep.
 //!
 //! # Writing a driver
 //!
