@@ -168,6 +168,7 @@ impl Carrier {
             waker: driver.waker(),
             dirty: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
+            coalescing: AtomicBool::new(false),
             shutting_down: AtomicBool::new(false),
             waiters: AtomicUsize::new(0),
             ready_sleepers: AtomicUsize::new(0),
@@ -197,6 +198,7 @@ impl Carrier {
                     priority: desc.thread_priority,
                     tick: Duration::from_millis(u64::from(desc.thread_update_time_ms)),
                     instant: desc.thread_instant_response,
+                    coalesce: Duration::from_micros(u64::from(desc.thread_receive_coalescing_us)),
                     connection_timeout: settings.connection_timeout,
                     shutdown_timeout: settings.shutdown_timeout,
                 };
@@ -547,6 +549,11 @@ impl Carrier {
         // Counted before the first look, so a publisher that queues after it notifies.
         // (see `Shared::notify_ready`)
         let _sleeping = Counted::new(&self.shared.ready_sleepers);
+        // A carrier thread coalescing receives lets datagrams wait in the socket: not while a
+        // game thread waits for them.
+        if self.shared.coalescing.load(Ordering::SeqCst) {
+            self.shared.poke();
+        }
         let mut events = lock(&self.shared.events);
         loop {
             if let Some(x) = take(&mut events) {
@@ -766,6 +773,8 @@ struct ThreadConfig {
     priority: i32,
     tick: Duration,
     instant: bool,
+    /// `CarrierDesc::thread_receive_coalescing_us` (zero: off).
+    coalesce: Duration,
     connection_timeout: Duration,
     shutdown_timeout: Duration,
 }
@@ -841,7 +850,18 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
         if watchdog > t {
             until = until.min(watchdog + Duration::from_millis(1));
         }
-        io.wait(shared, Some(until), now(), cfg.instant);
+        // Receive coalescing (see `CarrierDesc::thread_receive_coalescing_us`): not while a
+        // game thread is blocked waiting for what arrives (`wait_for` cuts one short that was
+        // under way when it began to wait). Deadlines due meanwhile wait for the window's end
+        // too: with many connections their timers (acknowledgement delays, keep-alives) are
+        // due every few microseconds, and a turn for each would undo the coalescing.
+        let coalesced = cfg.instant
+            && !cfg.coalesce.is_zero()
+            && io.coalescible()
+            && io.wait_coalescing(shared, t + cfg.coalesce, now());
+        if !coalesced {
+            io.wait(shared, Some(until), now(), cfg.instant);
+        }
     }
     tracing::debug!("carrier thread exits");
 }

@@ -60,7 +60,7 @@ mod runtime;
 mod sys;
 
 pub use crate::carrier::{Carrier, Target};
-pub use desc::{CarrierDesc, FamilyType, INHERIT_PRIORITY, ThreadMode};
+pub use desc::{CarrierDesc, FamilyType, INHERIT_PRIORITY, MAX_RECEIVE_COALESCING_US, ThreadMode};
 pub use error::{CarrierError, ConnectError, ReceiveError};
 pub use event::{CarrierEvent, SecurityError};
 

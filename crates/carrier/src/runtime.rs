@@ -398,6 +398,9 @@ pub(crate) struct Shared {
     pub dirty: AtomicBool,
     /// Set by the carrier thread while it waits.
     pub sleeping: AtomicBool,
+    /// Set by the carrier thread (before `sleeping`) while it coalesces receives: it then
+    /// sleeps on `tick_cv`, not in the driver, and a wake-up must go there.
+    pub coalescing: AtomicBool,
     pub shutting_down: AtomicBool,
     /// Game threads blocked in `wait_event` (the game is alive while it waits).
     pub waiters: AtomicUsize,
@@ -529,7 +532,8 @@ impl Shared {
     }
 
     pub(crate) fn wake(&self) {
-        if self.tick_sleeper {
+        // `coalescing` is stored before `sleeping`, which a poke read as set before this.
+        if self.tick_sleeper || self.coalescing.load(Ordering::SeqCst) {
             *lock(&self.tick) = true;
             self.tick_cv.notify_all();
         } else {
@@ -545,6 +549,10 @@ pub(crate) struct Io {
     metas: Vec<RecvMeta>,
     out: OutBatch,
     failures: Vec<(SocketAddr, DriverError)>,
+    /// Datagrams the last turn received.
+    received: usize,
+    /// Whether the last turn sent anything after receiving (answers, acknowledgements).
+    answered: bool,
 }
 
 impl Io {
@@ -556,7 +564,16 @@ impl Io {
             metas: vec![RecvMeta::default(); RECV_BATCH],
             out: OutBatch::default(),
             failures: Vec::new(),
+            received: 0,
+            answered: false,
         }
+    }
+
+    /// Whether the last turn is one after which receives may be coalesced
+    /// ([`CarrierDesc::thread_receive_coalescing_us`](crate::CarrierDesc)): it found datagrams
+    /// waiting, drained the socket, and they asked for no answer.
+    pub(crate) fn coalescible(&self) -> bool {
+        self.received > 0 && self.received < RECV_PER_TURN && !self.answered
     }
 
     /// One turn: fire deadlines and send what is queued, receive, then (if anything arrived)
@@ -573,7 +590,7 @@ impl Io {
             self.driver.handle_timeout(now);
         }
         // 2. Deadlines and output of the endpoint.
-        let mut deadline = self.transmit(shared, now);
+        let (mut deadline, _) = self.transmit(shared, now);
         // 3. Receive, a batch per lock.
         let mut received = 0;
         while received < RECV_PER_TURN {
@@ -614,8 +631,12 @@ impl Io {
             }
         }
         // 4. What the received datagrams caused: answers (acks), messages and events.
+        self.received = received;
+        self.answered = false;
         if received > 0 {
-            deadline = self.transmit(shared, now);
+            let sent;
+            (deadline, sent) = self.transmit(shared, now);
+            self.answered = sent;
         }
         // 5. Say when to come back.
         match (deadline, self.driver.poll_timeout()) {
@@ -625,10 +646,12 @@ impl Io {
     }
 
     /// Fires the endpoint's due deadlines, collects and sends its datagrams (a batch per lock),
-    /// publishes its events and messages; returns the endpoint's next deadline. The last
-    /// batch's lock also publishes and reads the next deadline: sending changes neither.
-    fn transmit(&mut self, shared: &Shared, now: Instant) -> Option<Instant> {
+    /// publishes its events and messages; returns the endpoint's next deadline and whether it
+    /// sent anything. The last batch's lock also publishes and reads the next deadline: sending
+    /// changes neither.
+    fn transmit(&mut self, shared: &Shared, now: Instant) -> (Option<Instant>, bool) {
         let mut first = true;
+        let mut sent = false;
         let mut deadline;
         loop {
             self.out.clear();
@@ -660,6 +683,8 @@ impl Io {
             };
             if self.out.entries.is_empty() {
                 tx = None;
+            } else {
+                sent = true;
             }
             // A woken game thread that answers at once takes `tx` to send: with something to
             // send under `tx` here, it is notified once that is done.
@@ -691,7 +716,7 @@ impl Io {
                 break;
             }
         }
-        deadline
+        (deadline, sent)
     }
 
     /// Waits for data, a wake-up or `until`; `instant` says whether incoming data wakes it.
@@ -726,5 +751,40 @@ impl Io {
             *woken = false;
         }
         shared.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Waits for a wake-up or `until`, leaving incoming datagrams in the socket meanwhile
+    /// (receive coalescing, see [`Io::coalescible`]). Returns `false` without waiting when a
+    /// game thread waits for messages or events (counted in `ready_sleepers`): that one must
+    /// not wait for the coalescing.
+    pub(crate) fn wait_coalescing(
+        &mut self,
+        shared: &Shared,
+        until: Instant,
+        now: Instant,
+    ) -> bool {
+        let timeout = until.saturating_duration_since(now);
+        // Before `sleeping`: a poke that sees this sleep sees where to wake it. Before reading
+        // `ready_sleepers` too: a game thread counts itself there, then reads this and pokes.
+        shared.coalescing.store(true, Ordering::SeqCst);
+        if shared.ready_sleepers.load(Ordering::SeqCst) > 0 {
+            shared.coalescing.store(false, Ordering::SeqCst);
+            return false;
+        }
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if !shared.dirty.load(Ordering::SeqCst) && !timeout.is_zero() {
+            let mut woken = lock(&shared.tick);
+            if !*woken {
+                woken = shared
+                    .tick_cv
+                    .wait_timeout(woken, timeout)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            *woken = false;
+        }
+        shared.sleeping.store(false, Ordering::SeqCst);
+        shared.coalescing.store(false, Ordering::SeqCst);
+        true
     }
 }

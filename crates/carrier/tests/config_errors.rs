@@ -341,3 +341,11 @@ fn a_cpu_that_does_not_exist_is_an_event_not_an_error() {
         "{e:?}"
     );
 }
+
+#[test]
+fn receive_coalescing_above_10_ms() {
+    refused("thread_receive_coalescing_us", || CarrierDesc {
+        thread_receive_coalescing_us: carrier::MAX_RECEIVE_COALESCING_US + 1,
+        ..base()
+    });
+}

@@ -269,6 +269,9 @@ fn mem_desc(driver: Box<MemDriver>, mode: ThreadMode) -> CarrierDesc {
         driver: Some(driver),
         thread_mode: mode,
         thread_update_time_ms: 100,
+        // Every wait in the driver, so that the test sees the driver's waker used (a carrier
+        // thread coalescing receives sleeps outside the driver and is woken elsewhere).
+        thread_receive_coalescing_us: 0,
         ..CarrierDesc::default()
     }
 }
