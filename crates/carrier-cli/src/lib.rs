@@ -8,7 +8,7 @@
 //! - `carrier demo` runs a server and several clients in one process over loopback, through a
 //!   simulated network, and reports what was delivered ([`demo`]).
 //! - `carrier bench [SCENARIO]...` measures Carrier against raw UDP on loopback and prints a
-//!   table (or `--json`) of medians and ratios ([`bench`]).
+//!   table (or `--json`) of medians and ratios ([`bench`](mod@bench)).
 //!
 //! Every command takes the simulator options of [`sim::SimArgs`]. Logs go to standard error
 //! through `tracing-subscriber`, filtered by `RUST_LOG` (default `warn`).

@@ -24,7 +24,7 @@ static FREES: AtomicU64 = AtomicU64::new(0);
 static BYTES_ALLOCATED: AtomicU64 = AtomicU64::new(0);
 static BYTES_FREED: AtomicU64 = AtomicU64::new(0);
 
-/// The system allocator, counting allocations while [`set_alloc_counting`] is on. The `carrier`
+/// The system allocator, counting allocations while `set_alloc_counting` is on. The `carrier`
 /// binary installs it as its global allocator; while counting is off it costs one relaxed load
 /// per call.
 #[derive(Clone, Copy, Debug, Default)]
