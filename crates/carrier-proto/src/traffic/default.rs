@@ -22,8 +22,9 @@
 //!
 //! **Spurious losses.** A datagram declared lost (usually by the packet threshold, when the path
 //! reorders) that is acknowledged within [`LOST_MEMORY_RTTS`] (3) RTTs after the declaration counts
-//! as delivered for the delivery rate and is taken back from the controller's loss count; the
-//! connection has already resent its reliable messages, and the statistics keep it as lost.
+//! as delivered for the delivery rate and is taken back from the controller's loss count and
+//! from the statistics of the current period (a loss counted in an earlier period stays there);
+//! the connection has already resent its reliable messages.
 //!
 //! **Pacing.** Ack-eliciting datagrams leave at the controller's pacing rate
 //! ([`SendAllowance::next_send_time`]), with a burst of at most ten datagrams or one millisecond
