@@ -148,31 +148,34 @@ pub struct CarrierDesc {
     /// connection). Sends of several threads are serialized with each other and with the
     /// carrier thread's, so datagrams leave in the order the protocol numbered them.
     ///
-    /// **Cost on busy servers.** With instant response the carrier thread wakes for nearly
-    /// every datagram that arrives when it is idle, and each wake-up runs a turn on cold
-    /// caches. A server receiving 20,000 small datagrams a second from 1,000 clients used
-    /// 1.9× the CPU of a bare UDP server that way, against 1.1× in [`ThreadMode::Manual`] with
-    /// `update()` every 10 ms (docs/performance.md, `connections`). Where latency below the
-    /// tick is not needed, `false` (or manual mode) lets one turn handle everything that
-    /// arrived during the tick.
+    /// **Cost on busy servers.** With instant response alone the carrier thread would wake for
+    /// nearly every datagram that arrives when it is idle, each wake-up a turn on cold caches:
+    /// a server receiving 20,000 small datagrams a second from 1,000 clients used 1.9× the CPU
+    /// of a bare UDP server that way. [`thread_receive_coalescing_us`](Self::thread_receive_coalescing_us)
+    /// (on by default) lets such datagrams gather for up to 1 ms while no game thread waits
+    /// for them, which brought that server to the CPU of the bare UDP one
+    /// (docs/performance.md, `connections`).
     pub thread_instant_response: bool,
     /// Receive coalescing of the carrier thread with instant response, microseconds (Carrier's;
     /// default 1,000; 0 = off; at most 10,000).
     ///
-    /// Like a network card's interrupt moderation: after a turn that found datagrams waiting,
-    /// answered none of them and sent nothing, while no game thread is blocked in
+    /// Like a network card's interrupt moderation: after a turn that found datagrams waiting
+    /// and sent nothing in answer to them, while no game thread is blocked in
     /// [`Carrier::wait_message`](crate::Carrier::wait_message) or
     /// [`wait_event`](crate::Carrier::wait_event), the carrier thread lets further datagrams
-    /// gather in the socket for up to this long before it looks again, so that a server
-    /// receiving from many clients handles them a batch per wake-up instead of one. It still
-    /// wakes at once for a `send`, a blocked waiter and every protocol deadline, and the first
-    /// datagram after a quiet spell is handled at once: only datagrams that follow another
-    /// within this time can wait, by at most this long. A game that reads its messages once per
-    /// frame does not see the difference; round-trip times measured by the peer may grow by up
-    /// to this much under such traffic.
+    /// gather in the socket for this long before it looks again, so that a server receiving
+    /// from many clients handles them a batch per wake-up instead of one. A `send` and a game
+    /// thread beginning to wait still wake it at once; protocol deadlines that fall within the
+    /// window (acknowledgement delays, keep-alives, retransmissions) are handled at its end, at
+    /// most this late. The first datagram after a quiet spell is handled at once: only
+    /// datagrams that follow another within this time can wait, by at most this long. A game
+    /// that reads its messages once per frame does not see the difference; round-trip times
+    /// measured by the peer may grow by up to this much under such traffic. A turn that
+    /// answers (acknowledgements of a stream of reliable messages, data a sender was holding
+    /// for the acknowledgements) is not followed by a window, so bulk transfers are not slowed.
     ///
     /// On the `connections` benchmark (1,000 clients × 20 datagrams a second) the carrier
-    /// thread wakes about 1,000 times a second instead of 20,000 (docs/performance.md).
+    /// thread wakes about 1,100 times a second instead of about 20,000 (docs/performance.md).
     pub thread_receive_coalescing_us: u32,
     /// A custom traffic control (original `m_trafficControl`); `None` = the default.
     pub traffic_control: Option<Arc<dyn TrafficControlFactory>>,
