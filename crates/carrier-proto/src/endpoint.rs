@@ -726,9 +726,18 @@ impl Endpoint {
             .connections
             .get_mut(&id)
             .ok_or(SendError::UnknownConnection(id))?;
+        let moves = conn.send_moves_deadline();
         conn.send(StreamKey { channel, priority }, reliability, payload.into())?;
-        self.mark_ready(id);
-        self.reschedule(id);
+        queue_ready(id, conn, &mut self.ready);
+        if moves {
+            schedule(self.epoch, id, conn, &mut self.timers);
+        } else {
+            debug_assert_eq!(
+                conn.scheduled,
+                conn.poll_timeout_with(None),
+                "deadline moved"
+            );
+        }
         Ok(())
     }
 
@@ -769,9 +778,19 @@ impl Endpoint {
             .ok_or(SendError::UnknownConnection(id))?;
         let key = StreamKey { channel, priority };
         conn.check_send(key, payload.len())?;
-        conn.send(key, reliability, self.tx_arena.copy(payload))?;
-        self.mark_ready(id);
-        self.reschedule(id);
+        // Per message: one map lookup, and the timer set is touched only if the deadline moves.
+        let moves = conn.send_moves_deadline();
+        conn.enqueue_checked(key, reliability, self.tx_arena.copy(payload));
+        queue_ready(id, conn, &mut self.ready);
+        if moves {
+            schedule(self.epoch, id, conn, &mut self.timers);
+        } else {
+            debug_assert_eq!(
+                conn.scheduled,
+                conn.poll_timeout_with(None),
+                "deadline moved"
+            );
+        }
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::ops::{Range, RangeInclusive};
 
 use crate::Priority;
 use crate::ack::{self, AckFrame};
-use crate::wire::{Reader, WireError, Writer, varint_len};
+use crate::wire::{Reader, WireError, Writer};
 
 /// `PING` frame type.
 pub(crate) const FRAME_PING: u8 = 0x01;
@@ -205,8 +205,9 @@ impl EncodeContext {
     }
 
     /// Bytes the header of `m` takes in this context.
+    #[cfg(test)]
     pub(crate) fn header_len(&self, m: &OutMessage) -> usize {
-        let mut n = 1 + varint_len(m.len as u64);
+        let mut n = 1 + crate::wire::varint_len(m.len as u64);
         if m.channel != self.prev_channel() {
             n += 1;
         }
@@ -214,21 +215,19 @@ impl EncodeContext {
             n += 8;
         }
         if let Some((i, c)) = m.fragment {
-            n += varint_len(i) + varint_len(c);
+            n += crate::wire::varint_len(i) + crate::wire::varint_len(c);
         }
         n
     }
 
-    /// Writes the header of `m` and its payload.
+    /// Writes the header of `m` and its payload, or nothing (`BufferTooSmall`) if they do not
+    /// fit. The header is assembled on the stack and written with the payload in two copies.
     pub(crate) fn write(
         &mut self,
         w: &mut Writer<'_>,
         m: &OutMessage,
         payload: &[u8],
     ) -> Result<(), WireError> {
-        if w.remaining() < self.header_len(m) + payload.len() {
-            return Err(WireError::BufferTooSmall);
-        }
         let mut flags = MSG | ((m.priority.index() as u8) << MSG_PRIORITY_SHIFT);
         if m.reliable {
             flags |= MSG_RELIABLE;
@@ -244,19 +243,27 @@ impl EncodeContext {
         if m.fragment.is_some() {
             flags |= MSG_FRAGMENT;
         }
-        w.put_u8(flags)?;
+        // Flags, channel, s and r, and three varints at most.
+        let mut head = [0u8; 1 + 1 + 4 + 4 + 3 * 8];
+        let mut h = Writer::new(&mut head);
+        h.put_u8(flags)?;
         if channel {
-            w.put_u8(m.channel)?;
+            h.put_u8(m.channel)?;
         }
         if seq {
-            w.put_u32(crate::seq::truncate(m.seq))?;
-            w.put_u32(crate::seq::truncate(m.rel))?;
+            h.put_u32(crate::seq::truncate(m.seq))?;
+            h.put_u32(crate::seq::truncate(m.rel))?;
         }
         if let Some((i, c)) = m.fragment {
-            w.put_varint(i)?;
-            w.put_varint(c)?;
+            h.put_varint(i)?;
+            h.put_varint(c)?;
         }
-        w.put_varint(payload.len() as u64)?;
+        h.put_varint(payload.len() as u64)?;
+        let n = h.len();
+        if w.remaining() < n + payload.len() {
+            return Err(WireError::BufferTooSmall);
+        }
+        w.put_bytes(&head[..n])?;
         w.put_bytes(payload)?;
         self.prev = Some(*m);
         Ok(())

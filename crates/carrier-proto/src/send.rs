@@ -341,9 +341,7 @@ impl SendState {
                     fragment: frame.fragment,
                     len: frame.payload.len(),
                 };
-                if ctx.header_len(&m) + m.len > w.remaining() {
-                    break;
-                }
+                // Writes nothing if it does not fit.
                 if ctx.write(w, &m, &frame.payload).is_err() {
                     break;
                 }
@@ -380,20 +378,26 @@ impl SendState {
     /// never queued without bound). Amortized O(1): only queue heads are examined, and every
     /// expired message is removed once.
     fn expire_unreliable(&mut self, now: Instant) {
-        for (q, detached) in self.queues.iter_mut().zip(&mut self.detached) {
-            while let Some(head) = q.front() {
-                let fresh = head.reliable
-                    || head.fragments.is_some_and(|(_, next)| next > 0)
-                    || now.saturating_duration_since(head.queued_at) <= self.unreliable_ttl;
-                if fresh {
-                    break;
-                }
-                if let Some(m) = q.pop_front() {
-                    *detached = detached.saturating_sub(1);
-                    self.queued_bytes = self.queued_bytes.saturating_sub(m.payload.len());
-                    self.queued_messages = self.queued_messages.saturating_sub(1);
-                    self.expired += 1;
-                }
+        for p in 0..3 {
+            self.expire_queue(p, now);
+        }
+    }
+
+    /// [`expire_unreliable`](Self::expire_unreliable) of priority class `p` only.
+    fn expire_queue(&mut self, p: usize, now: Instant) {
+        let (q, detached) = (&mut self.queues[p], &mut self.detached[p]);
+        while let Some(head) = q.front() {
+            let fresh = head.reliable
+                || head.fragments.is_some_and(|(_, next)| next > 0)
+                || now.saturating_duration_since(head.queued_at) <= self.unreliable_ttl;
+            if fresh {
+                break;
+            }
+            if let Some(m) = q.pop_front() {
+                *detached = detached.saturating_sub(1);
+                self.queued_bytes = self.queued_bytes.saturating_sub(m.payload.len());
+                self.queued_messages = self.queued_messages.saturating_sub(1);
+                self.expired += 1;
             }
         }
     }
@@ -432,7 +436,9 @@ impl SendState {
         ctx: &mut EncodeContext,
         sent: &mut Vec<ReliableFrame>,
     ) -> Option<usize> {
-        self.expire_unreliable(self.now);
+        // `fill` expired every queue at `now`: the heads it left stay fresh at `now`, only a
+        // head this class exposed since (by sending) may have expired.
+        self.expire_queue(p, self.now);
         let head = self.queues[p].front()?;
         let starting = head.fragments.is_none_or(|(_, next)| next == 0);
         let cost = head.cost();
@@ -461,9 +467,7 @@ impl SendState {
             fragment,
             len,
         };
-        if ctx.header_len(&m) + len > w.remaining() {
-            return None;
-        }
+        // Writes nothing if it does not fit.
         ctx.write(w, &m, head.payload.get(range.clone())?).ok()?;
         let (key, reliable, seq, rel, total) = (
             head.key,

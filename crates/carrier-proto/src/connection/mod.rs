@@ -468,6 +468,24 @@ impl Connection {
         payload: Bytes,
     ) -> Result<(), SendError> {
         self.check_send(key, payload.len())?;
+        self.enqueue_checked(key, reliability, payload);
+        Ok(())
+    }
+
+    /// Whether queueing a message can move the connection's deadline
+    /// ([`poll_timeout_with`](Self::poll_timeout_with)): only the pacing wait depends on the
+    /// send queue, and only while it is empty (it counts once something waits).
+    pub(crate) fn send_moves_deadline(&self) -> bool {
+        self.pacing_wait.is_some() && !self.send.has_pending()
+    }
+
+    /// [`send`](Self::send) of a message that [`check_send`](Self::check_send) accepted.
+    pub(crate) fn enqueue_checked(
+        &mut self,
+        key: StreamKey,
+        reliability: Reliability,
+        payload: Bytes,
+    ) {
         let (peer_window, fragment_size) = self.send_limits();
         let (initial, ttl) = (self.config.initial_sequence, self.config.unreliable_ttl);
         let now = self.clock;
@@ -484,7 +502,6 @@ impl Connection {
                 s
             },
         );
-        Ok(())
     }
 
     /// Whether a message of `len` bytes on stream `key` would be queued by
