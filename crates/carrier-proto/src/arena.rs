@@ -107,9 +107,75 @@ impl PayloadArena {
     }
 }
 
+/// Copies of the payloads delivered from one received packet: the first copy copies the
+/// packet's bytes into the arena once, and every payload is then a slice of that copy (a
+/// reference count, not a copy per message). The chunk is shared as with
+/// [`PayloadArena::copy`]; packets above [`MAX_POOLED`] copy each payload on its own.
+pub(crate) struct PacketCopy<'a> {
+    arena: &'a mut PayloadArena,
+    packet: &'a [u8],
+    /// The packet's copy, once a payload was copied.
+    shared: Option<Bytes>,
+}
+
+impl<'a> PacketCopy<'a> {
+    /// Copies from `packet` (lazily) into `arena`.
+    pub(crate) fn new(arena: &'a mut PayloadArena, packet: &'a [u8]) -> Self {
+        PacketCopy {
+            arena,
+            packet,
+            shared: None,
+        }
+    }
+
+    /// A copy of `payload`: a slice of the packet's copy if `payload` lies in the packet, else
+    /// [`PayloadArena::copy`].
+    pub(crate) fn copy(&mut self, payload: &[u8]) -> Bytes {
+        let start = payload
+            .as_ptr()
+            .addr()
+            .wrapping_sub(self.packet.as_ptr().addr());
+        let inside = start <= self.packet.len() && payload.len() <= self.packet.len() - start;
+        if !inside || payload.is_empty() || self.packet.len() > MAX_POOLED {
+            return self.arena.copy(payload);
+        }
+        let (arena, packet) = (&mut *self.arena, self.packet);
+        self.shared
+            .get_or_insert_with(|| arena.copy(packet))
+            .slice(start..start + payload.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_packet_is_copied_once_and_payloads_outside_it_on_their_own() {
+        let mut a = PayloadArena::default();
+        let packet: Vec<u8> = (0..200u8).collect();
+        let other = [9u8; 5];
+        let mut c = PacketCopy::new(&mut a, &packet);
+        let x = c.copy(&packet[10..20]);
+        let y = c.copy(&packet[150..200]);
+        let z = c.copy(&other);
+        assert_eq!(
+            (&x[..], &y[..], &z[..]),
+            (&packet[10..20], &packet[150..200], &other[..])
+        );
+        assert!(c.copy(&packet[3..3]).is_empty());
+        // x and y are slices of one copy of the packet, z follows it in the chunk.
+        assert_eq!(y.as_ptr().addr() - x.as_ptr().addr(), 140);
+        assert_eq!(z.as_ptr().addr() - x.as_ptr().addr(), 190);
+        let big = vec![1u8; MAX_POOLED + 1];
+        let mut c = PacketCopy::new(&mut a, &big);
+        assert_eq!(c.copy(&big[..10]).len(), 10);
+        assert_eq!(
+            a.chunks_allocated(),
+            1,
+            "a large packet's payloads are copied on their own"
+        );
+    }
 
     #[test]
     fn payloads_share_chunks_that_are_reused_once_released() {

@@ -713,6 +713,20 @@ impl Endpoint {
         self.messages.pop_front()
     }
 
+    /// Every delivered message waiting, in delivery order: what [`poll_message`]
+    /// (Self::poll_message) would return until `None`, without a call per message. Messages
+    /// the iterator does not reach when it is dropped are dropped with it.
+    pub fn drain_messages(
+        &mut self,
+    ) -> impl ExactSizeIterator<Item = (ConnectionId, Message)> + '_ {
+        self.messages.drain(..)
+    }
+
+    /// Whether a delivered message waits.
+    pub fn has_messages(&self) -> bool {
+        !self.messages.is_empty()
+    }
+
     /// Queues a message for one connection (docs/protocol.md §8).
     pub fn send(
         &mut self,
@@ -928,7 +942,5 @@ fn drain(
     while let Some(e) = conn.poll_event() {
         events.push_back(e);
     }
-    while let Some(m) = conn.poll_message() {
-        messages.push_back((id, m));
-    }
+    conn.drain_messages(|delivered| messages.extend(delivered.map(|m| (id, m))));
 }

@@ -44,6 +44,23 @@ impl Mailbox {
         self.queued += 1;
     }
 
+    /// [`push`](Self::push) of each message, in order.
+    pub(crate) fn extend(
+        &mut self,
+        messages: impl ExactSizeIterator<Item = (ConnectionId, Message)>,
+    ) {
+        if self.index.is_some() {
+            for (id, m) in messages {
+                self.push(id, m);
+            }
+            return;
+        }
+        // Without the index a push only queues: one reservation for all.
+        let n = messages.len();
+        self.order.extend(messages.map(Some));
+        self.queued += n;
+    }
+
     /// The next message of any connection and channel, in delivery order.
     pub(crate) fn pop_any(&mut self) -> Option<(ConnectionId, Message)> {
         while let Some(slot) = self.order.pop_front() {

@@ -198,12 +198,8 @@ impl Core {
     #[must_use]
     fn publish(&mut self, shared: &Shared) -> bool {
         let mut published = false;
-        if let Some((id, m)) = self.endpoint.poll_message() {
-            let mut mailbox = lock(&shared.mailbox);
-            mailbox.push(id, m);
-            while let Some((id, m)) = self.endpoint.poll_message() {
-                mailbox.push(id, m);
-            }
+        if self.endpoint.has_messages() {
+            lock(&shared.mailbox).extend(self.endpoint.drain_messages());
             published = true;
         }
         if let Some(first) = self.endpoint.poll_event() {

@@ -444,8 +444,16 @@ impl Connection {
         self.lent.as_mut()?.events.pop_front()
     }
 
-    pub(crate) fn poll_message(&mut self) -> Option<Message> {
-        self.lent.as_mut()?.delivered.pop_front()
+    /// Hands every delivered message, in order, to `f` at once.
+    pub(crate) fn drain_messages(
+        &mut self,
+        f: impl FnOnce(std::collections::vec_deque::Drain<'_, Message>),
+    ) {
+        if let Some(l) = self.lent.as_mut()
+            && !l.delivered.is_empty()
+        {
+            f(l.delivered.drain(..));
+        }
     }
 
     /// Whether it only lingers (acknowledging the peer's close, or answering with its refusal).

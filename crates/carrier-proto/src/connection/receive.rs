@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{Connection, LAZY_ACK_PACKETS, Phase, Side, lent};
-use crate::arena::PayloadArena;
+use crate::arena::{PacketCopy, PayloadArena};
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::frame::{Frame, ParseContext, parse_frames};
 use crate::handshake::{Handshake, HandshakeDecision, MAX_HANDSHAKE_PAYLOAD};
@@ -363,6 +363,8 @@ impl Connection {
         }
         let mut payload_bytes = 0usize;
         let mut next_seq = seqs.iter();
+        // The payloads delivered at once: one copy of the packet, sliced.
+        let mut copy = PacketCopy::new(arena, body);
         for frame in frames.iter() {
             match frame {
                 Frame::Ping | Frame::ImmediateAck => {}
@@ -389,7 +391,8 @@ impl Connection {
                     };
                     payload_bytes += payload.len();
                     self.deliver_frame(
-                        now, m.channel, m.priority, m.reliable, s, r, m.fragment, payload, arena,
+                        now, m.channel, m.priority, m.reliable, s, r, m.fragment, payload,
+                        &mut copy,
                     );
                 }
             }
@@ -410,7 +413,7 @@ impl Connection {
         r: u64,
         fragment: Option<(u64, u64)>,
         payload: &[u8],
-        arena: &mut PayloadArena,
+        copy: &mut PacketCopy<'_>,
     ) {
         let key = StreamKey {
             channel: ChannelId::new(channel),
@@ -438,7 +441,7 @@ impl Connection {
             });
         };
         let stream = stream_slot(&mut self.recv, key.index(), initial);
-        match stream.on_message(now, msg, &mut self.budget, arena, &mut deliver) {
+        match stream.on_message(now, msg, &mut self.budget, copy, &mut deliver) {
             Ok(RecvOutcome::DroppedNoBudget) => {
                 // Reassembly memory is short: drop stale partial unreliable messages.
                 for s in self.recv.iter_mut().flatten() {

@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use self::reassembly::{Reassembly, Step, validate_fragment};
-use crate::arena::PayloadArena;
+use crate::arena::PacketCopy;
 
 /// Fixed cost charged per buffered message or reassembly, on top of its payload bytes: it stands
 /// for the bookkeeping (map entry, reassembly state) and stops a flood of empty messages from
@@ -254,15 +254,15 @@ impl RecvStream {
     /// `deliver(payload, reliable)`; budgets are charged and released as messages are buffered,
     /// delivered and dropped. On `Err` nothing has changed.
     ///
-    /// A whole message delivered at once is copied into `arena` (a slice of a shared chunk, no
-    /// allocation); one that must wait for a gap is copied into a buffer of its own, so a gap
+    /// A whole message delivered at once is copied with `copy` (a slice of a shared arena
+    /// chunk, no allocation); one that must wait for a gap is copied into a buffer of its own, so a gap
     /// that stays open never pins arena chunks (crate::arena).
     pub fn on_message(
         &mut self,
         now: Instant,
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
-        arena: &mut PayloadArena,
+        copy: &mut PacketCopy<'_>,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         match (msg.fragment, msg.reliable) {
@@ -271,11 +271,11 @@ impl RecvStream {
                     return Err(RecvError::Malformed("message above max_message_size"));
                 }
                 if reliable {
-                    self.on_reliable_whole(msg, budget, arena, deliver)
+                    self.on_reliable_whole(msg, budget, copy, deliver)
                 } else if !self.unreliable_in_order(msg.seq, msg.rel) {
                     Ok(RecvOutcome::Discarded)
                 } else {
-                    let payload = arena.copy(msg.payload);
+                    let payload = copy.copy(msg.payload);
                     Ok(self.on_unreliable_whole(msg.seq, msg.rel, payload, budget, deliver))
                 }
             }
@@ -313,7 +313,7 @@ impl RecvStream {
         &mut self,
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
-        arena: &mut PayloadArena,
+        copy: &mut PacketCopy<'_>,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
@@ -325,7 +325,7 @@ impl RecvStream {
             ));
         }
         if msg.rel == self.next_r {
-            let payload = arena.copy(msg.payload);
+            let payload = copy.copy(msg.payload);
             self.deliver_reliable(msg.seq, payload, budget, deliver);
             return Ok(RecvOutcome::Delivered);
         }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use crate::arena::PayloadArena;
 use proptest::prelude::*;
 
 use super::*;
@@ -52,7 +54,7 @@ impl Rx {
             self.now,
             msg,
             &mut self.budget,
-            &mut self.arena,
+            &mut PacketCopy::new(&mut self.arena, &[]),
             &mut |p, r| out.push((p, r)),
         )
     }
