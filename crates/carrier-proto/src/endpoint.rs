@@ -713,9 +713,9 @@ impl Endpoint {
         self.messages.pop_front()
     }
 
-    /// Every delivered message waiting, in delivery order: what [`poll_message`]
-    /// (Self::poll_message) would return until `None`, without a call per message. Messages
-    /// the iterator does not reach when it is dropped are dropped with it.
+    /// Every delivered message waiting, in delivery order: what
+    /// [`poll_message`](Self::poll_message) would return until `None`, without a call per
+    /// message. Messages the iterator does not reach when it is dropped are dropped with it.
     pub fn drain_messages(
         &mut self,
     ) -> impl ExactSizeIterator<Item = (ConnectionId, Message)> + '_ {
