@@ -7,6 +7,7 @@
 //! the keys come from the network, and a fast unkeyed hash would let a peer choose colliding
 //! source addresses.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ pub(crate) type Connections = BTreeMap<ConnectionId, Box<Connection>>;
 pub(crate) struct AddrTable {
     hasher: RandomState,
     table: HashTable<ConnectionId>,
+    /// The last address found and its id: datagrams come in runs from the same peer (a client
+    /// has one), and a hit skips the keyed hash. Cleared by every change of the table.
+    last: Cell<Option<(SocketAddr, ConnectionId)>>,
 }
 
 /// The remote address of connection `id` (none if there is no such connection).
@@ -43,11 +47,21 @@ impl AddrTable {
     /// The connection whose address is `addr`.
     #[inline]
     pub(crate) fn get(&self, addr: &SocketAddr, connections: &Connections) -> Option<ConnectionId> {
-        self.table
+        if let Some((a, id)) = self.last.get()
+            && a == *addr
+        {
+            return Some(id);
+        }
+        let found = self
+            .table
             .find(self.hash(addr), |&id| {
                 remote(connections, id) == Some(*addr)
             })
-            .copied()
+            .copied();
+        if let Some(id) = found {
+            self.last.set(Some((*addr, id)));
+        }
+        found
     }
 
     /// Whether a connection has address `addr`.
@@ -58,6 +72,7 @@ impl AddrTable {
     /// Maps `addr` to `id`, replacing the id it had. `id` must be in `connections` with remote
     /// address `addr`.
     pub(crate) fn insert(&mut self, addr: SocketAddr, id: ConnectionId, connections: &Connections) {
+        self.last.set(None);
         let hash = self.hash(&addr);
         let hasher = &self.hasher;
         match self.table.entry(
@@ -76,6 +91,7 @@ impl AddrTable {
     /// Removes `id`, which was inserted with address `addr`, if it is in the table (it may have
     /// been replaced by another connection of the same address).
     pub(crate) fn remove(&mut self, addr: &SocketAddr, id: ConnectionId) {
+        self.last.set(None);
         if let Ok(e) = self.table.find_entry(self.hash(addr), |&e| e == id) {
             e.remove();
         }

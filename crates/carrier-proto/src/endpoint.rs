@@ -116,11 +116,9 @@ pub struct Endpoint {
     /// Each connection's next deadline, ordered (docs: `poll_timeout` and `handle_timeout` cost
     /// O(log n) per due connection, not a scan of all connections). The entry of a connection is
     /// also kept in the connection (`Connection::scheduled`). Deadlines are nanoseconds since
-    /// `epoch` ([`Endpoint::timer_key`]): 16 B keys instead of 24 make the set's nodes a third
+    /// `epoch` ([`Timers::key`]): 16 B keys instead of 24 make the set's nodes a third
     /// smaller (about 48 -> 34 B per connection).
-    timers: BTreeSet<(u64, ConnectionId)>,
-    /// The instant the endpoint was created at: the epoch of the timer keys.
-    epoch: Instant,
+    timers: Timers,
     /// Connections that may have something to send, served round robin by `poll_transmit`
     /// (`Connection::in_ready` says whether one is queued).
     ready: VecDeque<ConnectionId>,
@@ -180,8 +178,11 @@ impl Endpoint {
             tx_arena: PayloadArena::default(),
             stateless: VecDeque::new(),
             drops: DropCounters::default(),
-            timers: BTreeSet::new(),
-            epoch: now,
+            timers: Timers {
+                set: BTreeSet::new(),
+                epoch: now,
+                first: None,
+            },
             ready: VecDeque::new(),
             scratch: Some(Box::default()),
             due: Vec::new(),
@@ -565,15 +566,10 @@ impl Endpoint {
         }
     }
 
-    /// The instant of timer key `k`.
-    fn timer_instant(&self, k: u64) -> Instant {
-        self.epoch + Duration::from_nanos(k)
-    }
-
     /// Recomputes a connection's deadline in the timer set.
     fn reschedule(&mut self, id: ConnectionId) {
         if let Some(conn) = self.connections.get_mut(&id) {
-            schedule(self.epoch, id, conn, &mut self.timers);
+            schedule(id, conn, &mut self.timers);
         }
     }
 
@@ -599,10 +595,14 @@ impl Endpoint {
             let sent = conn
                 .poll_transmit(now, buf, &mut keep_alive)
                 .map(|size| (conn.remote_addr(), size));
-            schedule_with(self.epoch, id, conn, &mut self.timers, keep_alive);
+            schedule_with(id, conn, &mut self.timers, keep_alive);
             if let Some((destination, size)) = sent {
                 // It may have more: back of the queue, so the others get their turn first.
-                queue_ready(id, conn, &mut self.ready);
+                // Unless it certainly has nothing (the common case: one datagram answers
+                // one input), which a second poll would only confirm at a cost.
+                if conn.may_transmit_more(now) {
+                    queue_ready(id, conn, &mut self.ready);
+                }
                 return Some(Transmit { destination, size });
             }
         }
@@ -615,7 +615,7 @@ impl Endpoint {
     /// deadline recomputed when `poll_transmit` serves it, not twice per datagram. Read before
     /// that, it may be that connection's previous deadline (firing it early is harmless).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(k, _)| self.timer_instant(k))
+        self.timers.first.map(|(_, t)| t)
     }
 
     /// Fires every deadline that has passed: retransmissions, acknowledgements, keep-alives,
@@ -626,9 +626,10 @@ impl Endpoint {
         let mut timed_out = false;
         let mut due = std::mem::take(&mut self.due);
         due.clear();
-        let now_key = timer_key(self.epoch, now);
+        let now_key = self.timers.key(now);
         due.extend(
             self.timers
+                .set
                 .iter()
                 .take_while(|&&(k, _)| k <= now_key)
                 .map(|(_, id)| *id),
@@ -688,13 +689,10 @@ impl Endpoint {
     fn remove_closed(&mut self) {
         let by_addr = &mut self.by_addr;
         let timers = &mut self.timers;
-        let epoch = self.epoch;
         self.connections.retain(|id, c| {
             if c.is_closed() {
                 by_addr.remove(&c.remote_addr(), *id);
-                if let Some(t) = c.scheduled {
-                    timers.remove(&(timer_key(epoch, t), *id));
-                }
+                timers.update(*id, c.scheduled, None);
                 tracing::debug!(%id, "connection removed");
                 false
             } else {
@@ -744,7 +742,7 @@ impl Endpoint {
         conn.send(StreamKey { channel, priority }, reliability, payload.into())?;
         queue_ready(id, conn, &mut self.ready);
         if moves {
-            schedule(self.epoch, id, conn, &mut self.timers);
+            schedule(id, conn, &mut self.timers);
         } else {
             debug_assert_eq!(
                 conn.scheduled,
@@ -797,7 +795,7 @@ impl Endpoint {
         conn.enqueue_checked(key, reliability, self.tx_arena.copy(payload));
         queue_ready(id, conn, &mut self.ready);
         if moves {
-            schedule(self.epoch, id, conn, &mut self.timers);
+            schedule(id, conn, &mut self.timers);
         } else {
             debug_assert_eq!(
                 conn.scheduled,
@@ -883,12 +881,46 @@ impl Endpoint {
     }
 }
 
-/// `t` as a timer key: nanoseconds since the endpoint's creation, `epoch`. Instants are exact to
-/// the nanosecond, so [`Endpoint::timer_instant`] gives `t` back, and keys order as their
-/// instants, for any instant from the creation on (a caller's clock never goes back before it;
-/// an earlier one would count as the creation). Saturates after 584 years.
-fn timer_key(epoch: Instant, t: Instant) -> u64 {
-    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+/// The connections' deadlines, ordered ([`Endpoint::timers`]), with the earliest one's instant
+/// at hand: `poll_timeout` is asked several times per datagram, the set changes less often.
+#[derive(Debug)]
+struct Timers {
+    set: BTreeSet<(u64, ConnectionId)>,
+    /// The instant the endpoint was created at: the epoch of the keys.
+    epoch: Instant,
+    /// The first entry of `set` and its instant ([`Timers::instant`] of its key).
+    first: Option<((u64, ConnectionId), Instant)>,
+}
+
+impl Timers {
+    /// `t` as a timer key: nanoseconds since the endpoint's creation, `epoch`. Instants are
+    /// exact to the nanosecond, so [`Timers::instant`] gives `t` back, and keys order as their
+    /// instants, for any instant from the creation on (a caller's clock never goes back before
+    /// it; an earlier one would count as the creation). Saturates after 584 years.
+    fn key(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant of key `k`.
+    fn instant(&self, k: u64) -> Instant {
+        self.epoch + Duration::from_nanos(k)
+    }
+
+    /// Moves connection `id`'s entry from deadline `old` to deadline `new` (either may be none).
+    fn update(&mut self, id: ConnectionId, old: Option<Instant>, new: Option<Instant>) {
+        if let Some(t) = old {
+            let k = self.key(t);
+            self.set.remove(&(k, id));
+        }
+        if let Some(t) = new {
+            let k = self.key(t);
+            self.set.insert((k, id));
+        }
+        let first = self.set.first().copied();
+        if first != self.first.map(|(e, _)| e) {
+            self.first = first.map(|e| (e, self.instant(e.0)));
+        }
+    }
 }
 
 /// Puts `conn` in the round-robin queue of `poll_transmit` unless it is there already.
@@ -899,36 +931,24 @@ fn queue_ready(id: ConnectionId, conn: &mut Connection, ready: &mut VecDeque<Con
     }
 }
 
-/// Moves `conn`'s entry in the timer set (keys: [`timer_key`] from `epoch`) to its current
-/// deadline.
-fn schedule(
-    epoch: Instant,
-    id: ConnectionId,
-    conn: &mut Connection,
-    timers: &mut BTreeSet<(u64, ConnectionId)>,
-) {
-    schedule_with(epoch, id, conn, timers, None);
+/// Moves `conn`'s entry in the timer set to its current deadline.
+fn schedule(id: ConnectionId, conn: &mut Connection, timers: &mut Timers) {
+    schedule_with(id, conn, timers, None);
 }
 
 /// [`schedule`], given the keep-alive deadline if `poll_transmit` computed it
 /// (`Connection::poll_timeout_with`).
 fn schedule_with(
-    epoch: Instant,
     id: ConnectionId,
     conn: &mut Connection,
-    timers: &mut BTreeSet<(u64, ConnectionId)>,
+    timers: &mut Timers,
     keep_alive: Option<Option<Instant>>,
 ) {
     let deadline = conn.poll_timeout_with(keep_alive);
     if conn.scheduled == deadline {
         return;
     }
-    if let Some(t) = conn.scheduled {
-        timers.remove(&(timer_key(epoch, t), id));
-    }
-    if let Some(t) = deadline {
-        timers.insert((timer_key(epoch, t), id));
-    }
+    timers.update(id, conn.scheduled, deadline);
     conn.scheduled = deadline;
 }
 

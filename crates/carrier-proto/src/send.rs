@@ -175,6 +175,9 @@ pub(crate) struct SendState {
     expired: u64,
     /// The instant of the packet being filled.
     now: Instant,
+    /// Whether a message was queued since the last [`stamp`](Self::stamp) (the connection
+    /// stamps on every input and poll; most find nothing to stamp).
+    unstamped: bool,
     /// Chunks of this connection's own for the payloads `detach_waiting` copies out of the
     /// endpoint's shared arena while the queue is deep (a bulk sender would otherwise allocate
     /// a buffer per message); dropped when the queues are empty.
@@ -199,6 +202,7 @@ impl SendState {
             unreliable_ttl: Duration::from_millis(200),
             expired: 0,
             now,
+            unstamped: false,
             detach_arena: None,
         }
     }
@@ -271,6 +275,7 @@ impl SendState {
         }
         self.queued_bytes += payload.len();
         self.queued_messages += 1;
+        self.unstamped = true;
         self.queues[p].push_back(Outgoing {
             key,
             reliable,
@@ -290,6 +295,9 @@ impl SendState {
     /// that never had a chance to leave. O(1) amortized: the provisional messages are the tail
     /// of each queue, each is stamped once.
     pub(crate) fn stamp(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.unstamped) {
+            return;
+        }
         for q in &mut self.queues {
             for m in q.iter_mut().rev() {
                 if !m.provisional {

@@ -235,9 +235,12 @@ impl Carrier {
     /// or [`receive`](Self::receive).
     pub fn update(&self) {
         let t = now();
-        self.mark_alive_at(t);
-        if let Some(io) = &self.io {
-            lock(io).turn(&self.shared, t);
+        match &self.io {
+            Some(io) => {
+                // Manual mode: no carrier thread, so no watchdog reads `last_update_ms`.
+                lock(io).turn(&self.shared, t);
+            }
+            None => self.mark_alive_at(t),
         }
     }
 

@@ -306,6 +306,21 @@ impl Connection {
         Some(pos)
     }
 
+    /// Right after [`poll_transmit`](Self::poll_transmit) returned a datagram at `now` and the
+    /// endpoint rescheduled the connection: whether calling it again at `now` could return
+    /// another one (or change any state). False only when it certainly would not: connected,
+    /// no Accept to send, no message queued (so no pacing wait either), no ACK owed and the
+    /// next deadline (keep-alive included) after `now`.
+    pub(crate) fn may_transmit_more(&self, now: Instant) -> bool {
+        !(matches!(self.phase, Phase::Connected)
+            && !self.send_accept
+            && !self.ack_pending
+            && self.ack_deadline.is_none()
+            && self.pacing_wait.is_none()
+            && !self.send.has_pending()
+            && self.scheduled.is_none_or(|d| d > now))
+    }
+
     /// How often, at the latest, this side sends an ack-eliciting packet while connected, so
     /// that it keeps measuring the RTT even when it only acknowledges (docs/protocol.md §12).
     /// Until the first RTT sample, it is the keep-alive interval itself.

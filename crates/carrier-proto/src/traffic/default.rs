@@ -578,6 +578,11 @@ impl DefaultTrafficControl {
         let Some(largest) = self.largest_acked else {
             return;
         };
+        // Nothing below the largest acknowledged number is left (the common case): no walk,
+        // and no loss delay to compute.
+        if self.ledger.front().is_none_or(|e| e.number >= largest) {
+            return;
+        }
         let delay = self.loss_delay();
         // Sent at or before this instant and below the largest acknowledged → lost by time.
         let lost_send_time = now.checked_sub(delay);

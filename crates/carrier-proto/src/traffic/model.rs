@@ -397,14 +397,14 @@ impl Model {
         now.saturating_duration_since(self.created)
     }
 
-    /// `now` as a [`Stamp`].
-    fn stamp(&self, now: Instant) -> Stamp {
-        Stamp(OptNanos::nanos(self.age(now)))
+    /// The instant of age `age` (see [`Self::age`]) as a [`Stamp`].
+    fn stamp(age: Duration) -> Stamp {
+        Stamp(OptNanos::nanos(age))
     }
 
-    /// `now.saturating_duration_since(s)`.
-    fn since(&self, now: Instant, s: Stamp) -> Duration {
-        self.age(now).saturating_sub(Duration::from_nanos(s.0))
+    /// `now.saturating_duration_since(s)`, for `age` the age at `now`.
+    fn since(age: Duration, s: Stamp) -> Duration {
+        age.saturating_sub(Duration::from_nanos(s.0))
     }
 
     fn bdp(&self, gain: f64) -> Option<usize> {
@@ -442,18 +442,18 @@ impl Model {
 
     /// Measures ACK aggregation: within an epoch, the bytes acknowledged beyond what `btl_bw`
     /// explains. The epoch restarts when the ACKs fall behind the model.
-    fn update_ack_aggregation(&mut self, now: Instant, acked: usize) {
+    fn update_ack_aggregation(&mut self, age: Duration, acked: usize) {
         let bw = self.btl_bw.get();
         if bw == 0 || acked == 0 {
             return;
         }
-        let elapsed = self.since(now, self.ack_epoch_start);
+        let elapsed = Self::since(age, self.ack_epoch_start);
         let mut expected =
             u64::try_from(u128::from(bw).saturating_mul(elapsed.as_nanos()) / 1_000_000_000)
                 .unwrap_or(u64::MAX);
         if self.ack_epoch_acked <= expected {
             // The ACKs are not ahead of the model: a new epoch starts.
-            self.ack_epoch_start = self.stamp(now);
+            self.ack_epoch_start = Self::stamp(age);
             self.ack_epoch_acked = 0;
             expected = 0;
         }
@@ -525,19 +525,19 @@ impl Model {
         self.cwnd = self.cwnd.clamp(self.min_window(), self.max_window);
     }
 
-    fn enter_probe_bw(&mut self, now: Instant) {
+    fn enter_probe_bw(&mut self, age: Duration) {
         self.mode = Mode::ProbeBw;
         self.cwnd_gain = CWND_GAIN;
         // Start in a phase that depends on the connection's age, so flows sharing a bottleneck
         // do not probe in lockstep (deterministic: no random source needed). Never the draining
         // phase: the flight is already at one BDP.
-        let r = (self.age(now).as_micros() % 7) as usize;
-        self.enter_phase(now, if r == 0 { 0 } else { r + 1 });
+        let r = (age.as_micros() % 7) as usize;
+        self.enter_phase(age, if r == 0 { 0 } else { r + 1 });
     }
 
     /// Enters ProbeBw phase `index`. The probing gain is compensated for the random loss, so
     /// that a probe can find more bandwidth whatever the path loses at random.
-    fn enter_phase(&mut self, now: Instant, index: usize) {
+    fn enter_phase(&mut self, age: Duration, index: usize) {
         self.cycle_index = u8::try_from(index).unwrap_or(u8::MAX);
         let gain = PROBE_BW_GAINS[index];
         self.pacing_gain = if gain > 1.0 {
@@ -545,13 +545,13 @@ impl Model {
         } else {
             gain
         };
-        self.cycle_start = self.stamp(now);
+        self.cycle_start = Self::stamp(age);
         self.loss_in_phase = false;
     }
 
     /// Ends the round that is running: checks its congestion signals, then starts the next one.
-    fn end_round(&mut self, now: Instant) {
-        let duration = self.since(now, self.round_start_time);
+    fn end_round(&mut self, age: Duration) {
+        let duration = Self::since(age, self.round_start_time);
         let round_rate = rate(self.round_delivered, duration);
         let settled = self.round_delivered.saturating_add(self.round_lost);
         self.loss_window_lost = self.loss_window_lost.saturating_add(self.round_lost);
@@ -608,13 +608,13 @@ impl Model {
                 }
                 let held = self.round < self.backoff_hold;
                 if congested && !held {
-                    self.back_off(now, round_rate);
+                    self.back_off(age, round_rate);
                 }
             }
             _ => {}
         }
         self.round = self.round.saturating_add(1);
-        self.round_start_time = self.stamp(now);
+        self.round_start_time = Self::stamp(age);
         self.round_delivered = 0;
         self.round_lost = 0;
         self.round_min_rtt = OptNanos::NONE;
@@ -624,7 +624,7 @@ impl Model {
 
     /// Congestion: the estimate falls to `BACKOFF_BETA ×` what the last round delivered, and the
     /// draining phase empties the queue.
-    fn back_off(&mut self, now: Instant, round_rate: Option<u64>) {
+    fn back_off(&mut self, age: Duration, round_rate: Option<u64>) {
         self.backoff_hold = self.round.saturating_add(BACKOFF_CHECK_ROUNDS);
         self.backoff_check = (self.round, self.round.saturating_add(BACKOFF_CHECK_ROUNDS));
         let bw = self.btl_bw.get();
@@ -635,7 +635,7 @@ impl Model {
         self.drain_phases = BACKOFF_DRAIN_PHASES;
         tracing::trace!(bw, new, "congestion: bandwidth estimate cut");
         self.btl_bw.reset(self.round.saturating_add(1), new);
-        self.enter_phase(now, PROBE_BW_DRAIN_PHASE);
+        self.enter_phase(age, PROBE_BW_DRAIN_PHASE);
     }
 
     fn check_full_pipe(&mut self, app_limited: bool) {
@@ -654,18 +654,18 @@ impl Model {
         }
     }
 
-    fn check_drain(&mut self, now: Instant) {
+    fn check_drain(&mut self, age: Duration) {
         if self.mode == Mode::Startup && self.filled_pipe {
             self.mode = Mode::Drain;
             self.pacing_gain = DRAIN_PACING_GAIN;
             self.cwnd_gain = STARTUP_CWND_GAIN;
         }
         if self.mode == Mode::Drain && self.bytes_in_flight <= self.bdp(1.0).unwrap_or(0) {
-            self.enter_probe_bw(now);
+            self.enter_probe_bw(age);
         }
     }
 
-    fn update_cycle(&mut self, now: Instant, prior_in_flight: usize, app_limited: bool) {
+    fn update_cycle(&mut self, age: Duration, prior_in_flight: usize, app_limited: bool) {
         if self.mode != Mode::ProbeBw {
             return;
         }
@@ -673,7 +673,7 @@ impl Model {
             .min_rtt
             .get()
             .unwrap_or(Duration::from_nanos(self.initial_rtt));
-        let full_length = self.since(now, self.cycle_start) > min_rtt;
+        let full_length = Self::since(age, self.cycle_start) > min_rtt;
         let gain = self.pacing_gain;
         let advance = if gain > 1.0 {
             // Probe until the flight reached the probing window (or loss or the application
@@ -686,7 +686,7 @@ impl Model {
             // Drain until the flight is down to one BDP: at most one phase after a probe, at most
             // BACKOFF_DRAIN_PHASES after a back-off.
             let limit = min_rtt.saturating_mul(self.drain_phases);
-            self.since(now, self.cycle_start) > limit
+            Self::since(age, self.cycle_start) > limit
                 || self.bytes_in_flight <= self.bdp(1.0).unwrap_or(0)
         } else {
             full_length
@@ -694,7 +694,7 @@ impl Model {
         if advance {
             self.drain_phases = 1;
             self.enter_phase(
-                now,
+                age,
                 (usize::from(self.cycle_index) + 1) % PROBE_BW_GAINS.len(),
             );
         }
@@ -706,14 +706,14 @@ impl Model {
     /// window passes without one, ProbeRtt drains the flight to half a BDP; the smallest sample
     /// seen then becomes `min_rtt` (higher than before if the path got longer). Until then the old
     /// value stays: a sample taken through a full queue never replaces it.
-    fn update_min_rtt(&mut self, now: Instant, sample: Option<Duration>, round_start: bool) {
+    fn update_min_rtt(&mut self, age: Duration, sample: Option<Duration>, round_start: bool) {
         if let Some(sample) = sample
             && self.min_rtt.get().is_none_or(|m| sample <= m)
         {
             self.min_rtt = OptNanos::some(sample);
-            self.min_rtt_stamp = self.stamp(now);
+            self.min_rtt_stamp = Self::stamp(age);
         }
-        let expired = self.since(now, self.min_rtt_stamp) > MIN_RTT_WINDOW;
+        let expired = Self::since(age, self.min_rtt_stamp) > MIN_RTT_WINDOW;
         if expired && self.mode != Mode::ProbeRtt && self.min_rtt.get().is_some() {
             self.mode = Mode::ProbeRtt;
             self.pacing_gain = 1.0;
@@ -731,8 +731,7 @@ impl Model {
         }
         match self.probe_rtt_done.get() {
             None if self.bytes_in_flight <= self.probe_rtt_window() => {
-                self.probe_rtt_done =
-                    OptNanos::some(self.age(now).saturating_add(PROBE_RTT_DURATION));
+                self.probe_rtt_done = OptNanos::some(age.saturating_add(PROBE_RTT_DURATION));
                 self.probe_rtt_round_done = false;
                 // Only samples of datagrams sent from now on show the drained path.
                 self.probe_rtt_min = OptNanos::NONE;
@@ -744,14 +743,14 @@ impl Model {
                 if round_start {
                     self.probe_rtt_round_done = true;
                 }
-                if self.probe_rtt_round_done && self.age(now) >= done {
+                if self.probe_rtt_round_done && age >= done {
                     if let Some(min) = self.probe_rtt_min.get() {
                         self.min_rtt = OptNanos::some(min);
                     }
-                    self.min_rtt_stamp = self.stamp(now);
+                    self.min_rtt_stamp = Self::stamp(age);
                     self.cwnd = self.cwnd.max(self.prior_cwnd);
                     if self.filled_pipe {
-                        self.enter_probe_bw(now);
+                        self.enter_probe_bw(age);
                     } else {
                         self.mode = Mode::Startup;
                         self.pacing_gain = STARTUP_PACING_GAIN;
@@ -785,6 +784,8 @@ impl Controller for Model {
     }
 
     fn on_ack(&mut self, now: Instant, ack: &AckSummary) {
+        // The time since creation, once: every step below works with it.
+        let age = self.age(now);
         let prior_in_flight = ack.bytes_in_flight.saturating_add(ack.acked_bytes);
         self.bytes_in_flight = ack.bytes_in_flight;
         self.delivered = ack.delivered;
@@ -804,7 +805,7 @@ impl Controller for Model {
             self.round_app_limited |= sample.app_limited;
             if sample.prior_delivered >= self.next_round_delivered {
                 // The round that started when this datagram was sent has ended.
-                self.end_round(now);
+                self.end_round(age);
                 self.next_round_delivered = ack.delivered;
                 round_start = true;
             }
@@ -817,10 +818,10 @@ impl Controller for Model {
                 self.check_full_pipe(sample.app_limited);
             }
         }
-        self.update_ack_aggregation(now, ack.acked_bytes);
-        self.check_drain(now);
-        self.update_cycle(now, prior_in_flight, app_limited);
-        self.update_min_rtt(now, ack.rtt_sample, round_start);
+        self.update_ack_aggregation(age, ack.acked_bytes);
+        self.check_drain(age);
+        self.update_cycle(age, prior_in_flight, app_limited);
+        self.update_min_rtt(age, ack.rtt_sample, round_start);
         self.set_pacing_rate();
         self.set_cwnd(ack.acked_bytes);
     }
