@@ -161,7 +161,13 @@ impl Carrier {
             tx: Mutex::new(DirectTx::default()),
         });
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core::new(endpoint, simulator, local_addr, max_datagram)),
+            core: Mutex::new(Core::new(
+                endpoint,
+                simulator,
+                local_addr,
+                max_datagram,
+                driver.uses_peer_hooks(),
+            )),
             mailbox: Mutex::new(Mailbox::default()),
             events: Mutex::new(VecDeque::new()),
             events_ready: Condvar::new(),

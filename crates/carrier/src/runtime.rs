@@ -57,7 +57,12 @@ pub(crate) struct Core {
     /// Peers the driver was told about, by connection, sorted by id. A sorted vector, not a
     /// hash map: new ids are the largest, so announcing appends, and it costs half the memory
     /// per connection (40 B instead of a hash map's 41 B per bucket at a load of 44–87 %).
+    /// Empty when the driver does not use the peer hooks (`peer_hooks`).
     announced: Vec<(ConnectionId, SocketAddr)>,
+    /// [`Driver::uses_peer_hooks`](crate::driver::Driver::uses_peer_hooks): without it, no
+    /// peer is announced (the default UDP driver's hooks do nothing, and `announced` would
+    /// cost 40 B per connection).
+    peer_hooks: bool,
     /// Connections that ended and may still linger in the endpoint.
     ending: Vec<ConnectionId>,
     /// Scratch: connections gone from the endpoint in this turn (reused).
@@ -70,6 +75,7 @@ impl Core {
         simulator: Option<Box<dyn Simulator>>,
         local_addr: SocketAddr,
         max_datagram: usize,
+        peer_hooks: bool,
     ) -> Self {
         Core {
             endpoint,
@@ -78,6 +84,7 @@ impl Core {
             tx_buf: vec![0; max_datagram],
             peer_changes: Vec::new(),
             announced: Vec::new(),
+            peer_hooks,
             ending: Vec::new(),
             gone: Vec::new(),
         }
@@ -85,6 +92,9 @@ impl Core {
 
     /// Tells the driver (on the next turn, before anything is sent) that `addr` is a peer.
     pub(crate) fn announce(&mut self, id: ConnectionId, addr: SocketAddr) {
+        if !self.peer_hooks {
+            return;
+        }
         match self.announced.binary_search_by_key(&id, |e| e.0) {
             Ok(i) => self.announced[i].1 = addr,
             Err(i) => {

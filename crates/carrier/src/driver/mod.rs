@@ -239,6 +239,14 @@ pub trait Driver: Send {
     /// The deadline of [`Driver::poll_timeout`] passed.
     fn handle_timeout(&mut self, _now: Instant) {}
 
+    /// Whether this driver uses [`Driver::on_peer_connected`] and
+    /// [`Driver::on_peer_disconnected`] (default: `true`). A driver whose hooks do nothing
+    /// returns `false`: the carrier then keeps no table of the peers it announced (about 40 B
+    /// per connection) and calls neither hook.
+    fn uses_peer_hooks(&self) -> bool {
+        true
+    }
+
     /// The carrier started a connection with `peer` (incoming or outgoing).
     fn on_peer_connected(&mut self, _peer: SocketAddr) {}
 

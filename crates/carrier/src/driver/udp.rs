@@ -310,6 +310,10 @@ impl UdpDriver {
 }
 
 impl Driver for UdpDriver {
+    fn uses_peer_hooks(&self) -> bool {
+        false
+    }
+
     fn local_addr(&self) -> SocketAddr {
         self.local
     }
