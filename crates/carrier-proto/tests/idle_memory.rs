@@ -198,9 +198,9 @@ fn heap_per_idle_connection(n: usize) -> isize {
     per_conn
 }
 
-/// The bound this test enforces: the issue-6 target. The endpoint measures 1,975 B per idle
-/// connection (a `Connection` of 496 B, the default traffic control's 624 B and its congestion
-/// model's 536 B, one entry of each sent ledger (80 B and 48 B), the endpoint's tables).
+/// The bound this test enforces: the issue-6 target. The endpoint measures 1,855 B per idle
+/// connection (a `Connection` of 480 B, the default traffic control's 640 B and its congestion
+/// model's 472 B, one entry of each sent ledger (80 B and 48 B), the endpoint's tables).
 const MAX_HEAP_PER_IDLE_CONNECTION: isize = 2_048;
 
 #[test]
