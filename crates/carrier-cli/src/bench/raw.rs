@@ -23,8 +23,12 @@ pub const MMSG_BATCH: usize = 32;
 /// How the baseline moves datagrams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
-    /// `send`/`recv`, one datagram per syscall.
+    /// `send`/`recv` on a connected socket, one datagram per syscall.
     Std,
+    /// `send_to`/`recv` with an unconnected sending socket, one datagram per syscall: the
+    /// kernel routes every datagram (a connected socket caches the route), as for a server
+    /// socket that talks to many peers — Carrier's case.
+    StdSendTo,
     /// `sendmmsg`/`recvmmsg`, [`MMSG_BATCH`] datagrams per syscall.
     Mmsg,
 }
@@ -72,7 +76,7 @@ pub(super) fn receive_stamped(
             break;
         }
         let got = match method {
-            Method::Std => match socket.recv(&mut bufs[0]) {
+            Method::Std | Method::StdSendTo => match socket.recv(&mut bufs[0]) {
                 Ok(n) => {
                     lens[0] = n;
                     1
@@ -124,14 +128,16 @@ pub fn one_way(
 ) -> Result<OneWay, String> {
     let rx = bind_loopback().map_err(io_err("bind"))?;
     let tx = bind_loopback().map_err(io_err("bind"))?;
-    tx.connect(rx.local_addr().map_err(io_err("local_addr"))?)
-        .map_err(io_err("connect"))?;
+    let to = rx.local_addr().map_err(io_err("local_addr"))?;
+    if method != Method::StdSendTo {
+        tx.connect(to).map_err(io_err("connect"))?;
+    }
     let deadline = crate::now() + limit;
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let receiver = s.spawn(|| receive_stamped(&rx, method, size, count, deadline));
         let first = crate::now();
-        let sent = send_stamped(&tx, method, size, count, deadline, &stop);
+        let sent = send_stamped(&tx, to, method, size, count, deadline, &stop);
         let received = receiver
             .join()
             .map_err(|_| "the receiver thread panicked".to_string())?;
@@ -154,6 +160,7 @@ pub fn one_way(
 
 fn send_stamped(
     socket: &UdpSocket,
+    to: std::net::SocketAddr,
     method: Method,
     size: usize,
     count: usize,
@@ -170,6 +177,11 @@ fn send_stamped(
             Method::Std => {
                 stamp(&mut bufs[0], seq as u64);
                 socket.send(&bufs[0])?;
+                seq += 1;
+            }
+            Method::StdSendTo => {
+                stamp(&mut bufs[0], seq as u64);
+                socket.send_to(&bufs[0], to)?;
                 seq += 1;
             }
             Method::Mmsg => {
@@ -284,7 +296,7 @@ mod tests {
 
     #[test]
     fn baselines_deliver_everything_in_order() {
-        for method in [Method::Std, Method::Mmsg] {
+        for method in [Method::Std, Method::StdSendTo, Method::Mmsg] {
             let r = one_way(method, 64, 2_000, Duration::from_secs(10)).unwrap();
             assert_eq!(r.violations, 0, "{method:?}");
             // Loopback with 4 MiB buffers does not drop 2,000 small datagrams.

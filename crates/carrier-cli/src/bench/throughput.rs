@@ -19,8 +19,9 @@ use super::{Ctx, Plan, connect_pair, loopback_desc, stamp, unstamp};
 /// Longest a run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant::Raw(Method::Std),
+    Variant::Raw(Method::StdSendTo),
     Variant::Raw(Method::Mmsg),
     Variant::Carrier(ThreadMode::Dedicated),
     Variant::Carrier(ThreadMode::Manual),
@@ -36,6 +37,7 @@ impl Variant {
     fn name(self) -> String {
         match self {
             Variant::Raw(Method::Std) => "raw std".into(),
+            Variant::Raw(Method::StdSendTo) => "raw std send_to".into(),
             Variant::Raw(Method::Mmsg) => format!("raw mmsg ×{}", raw::MMSG_BATCH),
             Variant::Carrier(ThreadMode::Dedicated) => "carrier dedicated".into(),
             Variant::Carrier(_) => "carrier manual".into(),
@@ -90,6 +92,13 @@ pub(super) fn run(ctx: &mut Ctx) {
         for m in &mut ms {
             if m.variant.starts_with("raw") {
                 m.note("msgs_per_s counts datagrams; the receiver stops 0.5 s after the last one");
+            }
+            if m.variant == "raw std send_to" {
+                m.note(
+                    "the sending socket is not connected: the kernel routes every datagram, as \
+                     for Carrier's socket (one for every peer); raw std's is connected (route \
+                     cached). For a payload sent in one datagram, this is Carrier's ceiling",
+                );
             }
             if m.variant.starts_with("carrier") {
                 m.note(
