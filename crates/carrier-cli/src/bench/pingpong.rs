@@ -33,12 +33,15 @@ const RT_LIMIT: Duration = Duration::from_secs(2);
 enum Variant {
     RawBlocking,
     RawSpin,
+    /// Spinning, with unconnected sockets (`send_to`), as Carrier's.
+    RawSpinSendTo,
     CarrierManual,
     CarrierThreaded,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant::RawSpin,
+    Variant::RawSpinSendTo,
     Variant::CarrierManual,
     Variant::RawBlocking,
     Variant::CarrierThreaded,
@@ -49,6 +52,7 @@ impl Variant {
         match self {
             Variant::RawBlocking => "raw std blocking",
             Variant::RawSpin => "raw std spin",
+            Variant::RawSpinSendTo => "raw std spin send_to",
             Variant::CarrierManual => "carrier manual (spin)",
             Variant::CarrierThreaded => "carrier threaded",
         }
@@ -62,7 +66,7 @@ pub(super) fn steps(plan: &Plan) -> usize {
 impl Variant {
     fn case(self, round_trips: usize) -> String {
         match self {
-            Variant::RawSpin | Variant::CarrierManual => {
+            Variant::RawSpin | Variant::RawSpinSendTo | Variant::CarrierManual => {
                 format!("64 B × {round_trips}, spinning")
             }
             Variant::RawBlocking | Variant::CarrierThreaded => {
@@ -99,8 +103,13 @@ pub(super) fn run(ctx: &mut Ctx) {
                 ctx.plan.reps
             ));
             let result = match variant {
-                Variant::RawBlocking => raw::ping_pong(Wait::Blocking, warmup, count, RUN_LIMIT),
-                Variant::RawSpin => raw::ping_pong(Wait::Spin, warmup, count, RUN_LIMIT),
+                Variant::RawBlocking => {
+                    raw::ping_pong(Wait::Blocking, true, warmup, count, RUN_LIMIT)
+                }
+                Variant::RawSpin => raw::ping_pong(Wait::Spin, true, warmup, count, RUN_LIMIT),
+                Variant::RawSpinSendTo => {
+                    raw::ping_pong(Wait::Spin, false, warmup, count, RUN_LIMIT)
+                }
                 Variant::CarrierManual => carrier_ping_pong(ThreadMode::Manual, warmup, count),
                 Variant::CarrierThreaded => carrier_ping_pong(ThreadMode::Dedicated, warmup, count),
             };
@@ -119,6 +128,10 @@ pub(super) fn run(ctx: &mut Ctx) {
             "carrier manual (spin)" => m.note(
                 "both threads spin on update()/poll_message, like the raw baseline's \
                  non-blocking recv loop",
+            ),
+            "raw std spin send_to" => m.note(
+                "unconnected sockets: send_to and recv_from, the kernel routes every datagram, \
+                 as for Carrier's socket (one for every peer); raw std spin's are connected",
             ),
             "carrier threaded" => m.note(
                 "dedicated carrier threads with thread_instant_response; the game threads block \

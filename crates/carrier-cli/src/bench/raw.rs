@@ -211,9 +211,11 @@ pub enum Wait {
 }
 
 /// `warmup + count` round trips of a 64 B datagram between two threads; the latencies of the
-/// last `count`.
+/// last `count`. `connected`: the sockets are connected to each other (`send`/`recv`), else
+/// they use `send_to`/`recv_from`.
 pub fn ping_pong(
     wait: Wait,
+    connected: bool,
     warmup: usize,
     count: usize,
     limit: Duration,
@@ -221,10 +223,11 @@ pub fn ping_pong(
     let server = bind_loopback().map_err(io_err("bind"))?;
     let client = bind_loopback().map_err(io_err("bind"))?;
     let server_addr = server.local_addr().map_err(io_err("local_addr"))?;
-    client.connect(server_addr).map_err(io_err("connect"))?;
-    server
-        .connect(client.local_addr().map_err(io_err("local_addr"))?)
-        .map_err(io_err("connect"))?;
+    let client_addr = client.local_addr().map_err(io_err("local_addr"))?;
+    if connected {
+        client.connect(server_addr).map_err(io_err("connect"))?;
+        server.connect(client_addr).map_err(io_err("connect"))?;
+    }
     for s in [&server, &client] {
         match wait {
             Wait::Blocking => s.set_read_timeout(Some(Duration::from_millis(100))),
@@ -238,9 +241,17 @@ pub fn ping_pong(
         let echo = s.spawn(|| -> io::Result<()> {
             let mut buf = [0u8; 256];
             while !stop.load(Ordering::Relaxed) {
-                match server.recv(&mut buf) {
-                    Ok(n) => {
+                let got = if connected {
+                    server.recv(&mut buf)
+                } else {
+                    server.recv_from(&mut buf).map(|(n, _)| n)
+                };
+                match got {
+                    Ok(n) if connected => {
                         server.send(&buf[..n])?;
+                    }
+                    Ok(n) => {
+                        server.send_to(&buf[..n], client_addr)?;
                     }
                     Err(e) if is_timeout(&e) => {
                         if wait == Wait::Spin {
@@ -262,10 +273,20 @@ pub fn ping_pong(
                 if t0 >= deadline {
                     return Err(format!("timed out after {i} round trips"));
                 }
-                client.send(&buf).map_err(io_err("send"))?;
+                if connected {
+                    client.send(&buf)
+                } else {
+                    client.send_to(&buf, server_addr)
+                }
+                .map_err(io_err("send"))?;
                 let limit_rt = t0 + Duration::from_secs(1);
                 loop {
-                    match client.recv(&mut back) {
+                    let got = if connected {
+                        client.recv(&mut back)
+                    } else {
+                        client.recv_from(&mut back).map(|(n, _)| n)
+                    };
+                    match got {
                         Ok(n) if unstamp(&back[..n], 64) == Some(i as u64) => break,
                         Ok(_) => {}
                         Err(e) if is_timeout(&e) => {}
@@ -306,7 +327,7 @@ mod tests {
 
     #[test]
     fn ping_pong_measures_round_trips() {
-        let l = ping_pong(Wait::Blocking, 10, 100, Duration::from_secs(10)).unwrap();
+        let l = ping_pong(Wait::Blocking, true, 10, 100, Duration::from_secs(10)).unwrap();
         assert_eq!(l.count, 100);
         assert!(l.p50 <= l.p99 && l.p99 <= l.max);
     }
