@@ -385,7 +385,7 @@ impl SendState {
     /// (docs/protocol.md §16: unreliable data that cannot leave in time is dropped, counted,
     /// never queued without bound). Amortized O(1): only queue heads are examined, and every
     /// expired message is removed once.
-    fn expire_unreliable(&mut self, now: Instant) {
+    pub(crate) fn expire_unreliable(&mut self, now: Instant) {
         for p in 0..3 {
             self.expire_queue(p, now);
         }

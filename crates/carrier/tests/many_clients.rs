@@ -206,8 +206,8 @@ fn run(receive_buffer: u32, pause: Duration, tail: Duration) -> Outcome {
         .map(|(c, id)| c.expired_unreliable(*id).unwrap() * SIZE as u64)
         .sum();
     // Unreliable messages still queued: after heavy loss a client's congestion window can stay
-    // closed past the tail (until its retransmission timeout), and they expire only when the
-    // connection next fills a datagram.
+    // closed past the tail, and they expire only when the connection is next polled to send
+    // (an acknowledgement, a timer).
     let queued_bytes: u64 = clients
         .iter()
         .zip(&ids)

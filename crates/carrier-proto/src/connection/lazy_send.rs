@@ -72,6 +72,13 @@ impl LazySend {
         }
     }
 
+    /// See [`SendState::expire_unreliable`].
+    pub(crate) fn expire_unreliable(&mut self, now: Instant) {
+        if let Some(s) = &mut self.state {
+            s.expire_unreliable(now);
+        }
+    }
+
     /// See [`SendState::fill`]; writes nothing before the first message.
     pub(crate) fn fill(
         &mut self,

@@ -137,6 +137,11 @@ impl Connection {
                 next_send_time: None,
             }
         };
+        if pending && allowance.window == 0 {
+            // The window holds the data back: unreliable messages past their TTL are dropped
+            // (and counted) now rather than when it next opens (docs/protocol.md §16).
+            self.send.expire_unreliable(now);
+        }
         let paced = allowance.next_send_time.is_none_or(|t| t <= now);
         let data_ok = pending && allowance.window > 0 && paced;
         // Only pacing holds the data back: wake up when it allows (docs/traffic-control.md).
