@@ -448,8 +448,33 @@ impl DefaultTrafficControl {
         )
     }
 
-    /// The RTO with backoff: `base × 2^backoff`, at most `max_rto`.
+    /// The RTO with backoff: `base × 2^backoff`, at most `max_rto`. Computed in nanoseconds
+    /// when every value fits in a `u64` (always, in practice: the RTO deadline is needed after
+    /// every datagram sent), with `Duration`s otherwise; the result is the same.
     fn backed_off_rto(&self) -> Duration {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).ok();
+        let fast = (|| {
+            let max_rto = nanos(self.config.max_rto)?;
+            let base = self.rtt.rto_nanos(
+                nanos(self.config.max_ack_delay)?,
+                nanos(self.config.min_rto)?,
+                max_rto,
+            )?;
+            let factor = u64::from(1u32.checked_shl(self.backoff).unwrap_or(u32::MAX));
+            // An overflow is above `max_rto`, which fits.
+            Some(base.checked_mul(factor).map_or(max_rto, |r| r.min(max_rto)))
+        })();
+        match fast {
+            Some(n) => {
+                debug_assert_eq!(Duration::from_nanos(n), self.backed_off_rto_exact());
+                Duration::from_nanos(n)
+            }
+            None => self.backed_off_rto_exact(),
+        }
+    }
+
+    /// [`Self::backed_off_rto`] in `Duration` arithmetic.
+    fn backed_off_rto_exact(&self) -> Duration {
         let factor = 1u32.checked_shl(self.backoff).unwrap_or(u32::MAX);
         self.base_rto()
             .checked_mul(factor)
