@@ -276,6 +276,9 @@ struct RecentlyLost {
 struct PerAck {
     delivered: usize,
     min_rtt: Option<Duration>,
+    /// The send time and `now − send time` of the latest datagram whose RTT sample was taken
+    /// (the largest newly acknowledged one's, usually: its RTT need not be computed twice).
+    last_sample: Option<(Instant, Duration)>,
     /// The delivery-rate sample in the making.
     candidate: Option<Candidate>,
 }
@@ -681,7 +684,9 @@ impl DefaultTrafficControl {
             .on_delivered(now, size, time_sent, snapshot, &mut ack.candidate);
         ack.delivered = ack.delivered.saturating_add(size);
         if !lazy_ack {
-            ack.rtt_sample(now.saturating_duration_since(time_sent));
+            let sample = now.saturating_duration_since(time_sent);
+            ack.last_sample = Some((time_sent, sample));
+            ack.rtt_sample(sample);
         }
     }
 
@@ -919,7 +924,10 @@ impl TrafficControl for DefaultTrafficControl {
         // datagram (a peer that only acknowledges sends mostly ack-only datagrams: requiring the
         // largest itself to be ack-eliciting would starve its RTT).
         if let Some(sent) = largest_newly_acked.filter(|_| any_eliciting) {
-            let raw = now.saturating_duration_since(sent.time_sent);
+            let raw = match ack.last_sample {
+                Some((time_sent, sample)) if time_sent == sent.time_sent => sample,
+                _ => now.saturating_duration_since(sent.time_sent),
+            };
             if sent.lazy_ack {
                 // Held back on purpose by up to MAX_LAZY_ACK_DELAY (docs/protocol.md §12): the
                 // delay is taken out before the estimator sees it, so even the "latest" RTT is
