@@ -276,6 +276,9 @@ struct RecentlyLost {
 struct PerAck {
     delivered: usize,
     min_rtt: Option<Duration>,
+    /// The send time and `now − send time` of the latest datagram whose RTT sample was taken
+    /// (the largest newly acknowledged one's, usually: its RTT need not be computed twice).
+    last_sample: Option<(Instant, Duration)>,
     /// The delivery-rate sample in the making.
     candidate: Option<Candidate>,
 }
@@ -448,8 +451,33 @@ impl DefaultTrafficControl {
         )
     }
 
-    /// The RTO with backoff: `base × 2^backoff`, at most `max_rto`.
+    /// The RTO with backoff: `base × 2^backoff`, at most `max_rto`. Computed in nanoseconds
+    /// when every value fits in a `u64` (always, in practice: the RTO deadline is needed after
+    /// every datagram sent), with `Duration`s otherwise; the result is the same.
     fn backed_off_rto(&self) -> Duration {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).ok();
+        let fast = (|| {
+            let max_rto = nanos(self.config.max_rto)?;
+            let base = self.rtt.rto_nanos(
+                nanos(self.config.max_ack_delay)?,
+                nanos(self.config.min_rto)?,
+                max_rto,
+            )?;
+            let factor = u64::from(1u32.checked_shl(self.backoff).unwrap_or(u32::MAX));
+            // An overflow is above `max_rto`, which fits.
+            Some(base.checked_mul(factor).map_or(max_rto, |r| r.min(max_rto)))
+        })();
+        match fast {
+            Some(n) => {
+                debug_assert_eq!(Duration::from_nanos(n), self.backed_off_rto_exact());
+                Duration::from_nanos(n)
+            }
+            None => self.backed_off_rto_exact(),
+        }
+    }
+
+    /// [`Self::backed_off_rto`] in `Duration` arithmetic.
+    fn backed_off_rto_exact(&self) -> Duration {
         let factor = 1u32.checked_shl(self.backoff).unwrap_or(u32::MAX);
         self.base_rto()
             .checked_mul(factor)
@@ -656,7 +684,9 @@ impl DefaultTrafficControl {
             .on_delivered(now, size, time_sent, snapshot, &mut ack.candidate);
         ack.delivered = ack.delivered.saturating_add(size);
         if !lazy_ack {
-            ack.rtt_sample(now.saturating_duration_since(time_sent));
+            let sample = now.saturating_duration_since(time_sent);
+            ack.last_sample = Some((time_sent, sample));
+            ack.rtt_sample(sample);
         }
     }
 
@@ -894,7 +924,10 @@ impl TrafficControl for DefaultTrafficControl {
         // datagram (a peer that only acknowledges sends mostly ack-only datagrams: requiring the
         // largest itself to be ack-eliciting would starve its RTT).
         if let Some(sent) = largest_newly_acked.filter(|_| any_eliciting) {
-            let raw = now.saturating_duration_since(sent.time_sent);
+            let raw = match ack.last_sample {
+                Some((time_sent, sample)) if time_sent == sent.time_sent => sample,
+                _ => now.saturating_duration_since(sent.time_sent),
+            };
             if sent.lazy_ack {
                 // Held back on purpose by up to MAX_LAZY_ACK_DELAY (docs/protocol.md §12): the
                 // delay is taken out before the estimator sees it, so even the "latest" RTT is

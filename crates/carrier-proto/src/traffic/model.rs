@@ -143,13 +143,16 @@ fn scale_usize(value: usize, gain: f64) -> usize {
 ///
 /// Slot `round % W` holds the largest value of `round`; the round of a slot is implied by
 /// `latest` (slots of rounds that left the window are zeroed when `latest` advances), so the
-/// filter stores one word per slot.
+/// filter stores one word per slot. The maximum over the slots is kept too: the controller reads
+/// it several times per ACK and updates it once.
 #[derive(Clone, Copy, Debug)]
 struct MaxFilter<const W: usize> {
     /// Per slot: the largest value of its round (0 once the round left the window).
     slots: [u64; W],
     /// Round of the latest update.
     latest: u64,
+    /// The largest value of `slots`.
+    max: u64,
 }
 
 impl<const W: usize> Default for MaxFilter<W> {
@@ -157,6 +160,7 @@ impl<const W: usize> Default for MaxFilter<W> {
         Self {
             slots: [0; W],
             latest: 0,
+            max: 0,
         }
     }
 }
@@ -181,16 +185,27 @@ impl<const W: usize> MaxFilter<W> {
                 }
             }
             self.latest = round;
+            let slot = &mut self.slots[Self::slot(round)];
+            *slot = (*slot).max(value);
+            // Values left the window: the maximum is found again.
+            self.max = self.slots.iter().copied().max().unwrap_or(0);
+            return;
         } else if round.saturating_add(Self::WINDOW) <= self.latest {
             // Already outside the window.
             return;
         }
         let slot = &mut self.slots[Self::slot(round)];
         *slot = (*slot).max(value);
+        self.max = self.max.max(value);
     }
 
     fn get(&self) -> u64 {
-        self.slots.iter().copied().max().unwrap_or(0)
+        debug_assert_eq!(
+            self.max,
+            self.slots.iter().copied().max().unwrap_or(0),
+            "stale maximum"
+        );
+        self.max
     }
 
     /// Forgets everything and records `value` in `round`.

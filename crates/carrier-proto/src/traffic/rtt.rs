@@ -14,6 +14,8 @@ use super::RttEstimate;
 /// Timer granularity: the smallest variance term of the RTO and the smallest loss delay
 /// (docs/protocol.md §13, `max(4 rttvar, 1 ms)`).
 pub(super) const GRANULARITY: Duration = Duration::from_millis(1);
+/// [`GRANULARITY`] in nanoseconds.
+const GRANULARITY_NANOS: u64 = 1_000_000;
 
 /// A duration as the estimator stores it: whole nanoseconds in a `u64` (half a `Duration`),
 /// saturating at about 584 years, far beyond any round trip. The estimator's arithmetic only
@@ -125,6 +127,25 @@ impl RttEstimator {
         raw.max(min_rto).min(max_rto)
     }
 
+    /// [`Self::rto`] with every duration in nanoseconds, computed in `u64` (the `Duration`
+    /// arithmetic costs about twice as much): `None` when a value or an intermediate result does
+    /// not fit, and the caller then asks [`Self::rto`]. Whenever it answers, it answers exactly
+    /// what [`Self::rto`] does.
+    pub(super) fn rto_nanos(&self, max_ack_delay: u64, min_rto: u64, max_rto: u64) -> Option<u64> {
+        if self.smoothed == u64::MAX || self.variance == u64::MAX {
+            // Saturated: they stand for `Duration::MAX` (`dur`).
+            return None;
+        }
+        let raw = if self.has_samples {
+            self.smoothed
+                .checked_add(self.variance.checked_mul(4)?.max(GRANULARITY_NANOS))?
+                .checked_add(max_ack_delay)?
+        } else {
+            self.smoothed.checked_mul(2)?
+        };
+        Some(raw.max(min_rto).min(max_rto))
+    }
+
     /// The public view.
     pub(super) fn estimate(&self) -> RttEstimate {
         RttEstimate {
@@ -185,6 +206,42 @@ mod tests {
         assert_eq!(rtt.rto(5 * MS, 20 * MS, 100 * MS), 100 * MS);
         // Crossed bounds: never panics, the maximum wins.
         assert_eq!(rtt.rto(5 * MS, 500 * MS, 100 * MS), 100 * MS);
+    }
+
+    #[test]
+    fn rto_nanos_matches_rto() {
+        let durations = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            MS,
+            5 * MS,
+            20 * MS,
+            100 * MS,
+            60_000 * MS,
+            Duration::from_nanos(u64::MAX / 3),
+            Duration::from_nanos(u64::MAX),
+            Duration::MAX,
+        ];
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).ok();
+        for initial in durations {
+            let mut rtt = RttEstimator::new(initial);
+            for sample in durations.iter().copied().chain([initial]) {
+                for &delay in &durations {
+                    for &min in &durations {
+                        for &max in &durations {
+                            let fast = nanos(delay)
+                                .zip(nanos(min))
+                                .zip(nanos(max))
+                                .and_then(|((d, lo), hi)| rtt.rto_nanos(d, lo, hi));
+                            if let Some(fast) = fast {
+                                assert_eq!(Duration::from_nanos(fast), rtt.rto(delay, min, max));
+                            }
+                        }
+                    }
+                }
+                rtt.update(sample, Duration::ZERO);
+            }
+        }
     }
 
     #[test]
