@@ -367,15 +367,29 @@ impl SendState {
             .filter(|&p| !blocked[p] && !self.queues[p].is_empty())
             .min_by_key(|&p| (self.vtime[p], p))
         {
-            match self.write_next(p, w, ctx, sent) {
-                Some(bytes) => {
-                    self.global_vtime = self.vtime[p];
-                    let weight = Priority::from_index(p).map_or(1, Priority::weight);
-                    self.vtime[p] += (bytes as u64).max(1) * 8 / weight;
-                    filled.frames += 1;
-                    filled.payload_bytes += bytes;
+            // Writing from class `p` changes only its own queue and virtual time: it stays the
+            // choice while it is ahead of the best other class (computed once, not per frame).
+            let rival = (0..3)
+                .filter(|&q| q != p && !blocked[q] && !self.queues[q].is_empty())
+                .map(|q| (self.vtime[q], q))
+                .min();
+            let weight = Priority::from_index(p).map_or(1, Priority::weight);
+            loop {
+                match self.write_next(p, w, ctx, sent) {
+                    Some(bytes) => {
+                        self.global_vtime = self.vtime[p];
+                        self.vtime[p] += (bytes as u64).max(1) * 8 / weight;
+                        filled.frames += 1;
+                        filled.payload_bytes += bytes;
+                    }
+                    None => {
+                        blocked[p] = true;
+                        break;
+                    }
                 }
-                None => blocked[p] = true,
+                if self.queues[p].is_empty() || rival.is_some_and(|r| r < (self.vtime[p], p)) {
+                    break;
+                }
             }
         }
         filled
