@@ -133,6 +133,32 @@ impl SendStream {
     }
 }
 
+/// Marks `frame` acknowledged in its stream's record (fragments one by one).
+fn mark_acked(stream: &mut SendStream, frame: &ReliableFrame) {
+    let Some(u) = stream.entry(frame.rel) else {
+        return;
+    };
+    if u.done {
+        return;
+    }
+    match frame.fragment {
+        Some((index, _)) => {
+            let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
+            if let Some(w) = u.acked_bits.get_mut(word) {
+                let mask = 1u64 << (index % 64);
+                if *w & mask == 0 {
+                    *w |= mask;
+                    u.acked_fragments += 1;
+                }
+            }
+            if u.acked_fragments >= u.fragments {
+                u.done = true;
+            }
+        }
+        None => u.done = true,
+    }
+}
+
 fn bit(bits: &[u64], index: u64) -> bool {
     let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
     bits.get(word).is_some_and(|w| w & (1 << (index % 64)) != 0)
@@ -548,37 +574,33 @@ impl SendState {
     }
 
     /// A reliable frame was acknowledged.
+    #[cfg(test)]
     pub(crate) fn on_acked(&mut self, frame: &ReliableFrame) {
-        let Some(Some(stream)) = self.streams.get_mut(frame.key.index()) else {
-            return;
-        };
-        let Some(u) = stream.entry(frame.rel) else {
-            return;
-        };
-        if u.done {
-            return;
-        }
-        match frame.fragment {
-            Some((index, _)) => {
-                let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
-                if let Some(w) = u.acked_bits.get_mut(word) {
-                    let mask = 1u64 << (index % 64);
-                    if *w & mask == 0 {
-                        *w |= mask;
-                        u.acked_fragments += 1;
-                    }
-                }
-                if u.acked_fragments >= u.fragments {
-                    u.done = true;
-                }
+        self.on_acked_frames(std::slice::from_ref(frame));
+    }
+
+    /// The reliable frames of one packet were acknowledged: [`on_acked`](Self::on_acked) of
+    /// each, with the stream looked up once per run of frames of one stream and its front
+    /// released once per run.
+    pub(crate) fn on_acked_frames(&mut self, frames: &[ReliableFrame]) {
+        let mut rest = frames;
+        while let Some(first) = rest.first() {
+            let key = first.key;
+            let run = rest.iter().position(|f| f.key != key).unwrap_or(rest.len());
+            let (same, next) = rest.split_at(run);
+            rest = next;
+            let Some(Some(stream)) = self.streams.get_mut(key.index()) else {
+                continue;
+            };
+            for frame in same {
+                mark_acked(stream, frame);
             }
-            None => u.done = true,
-        }
-        while stream.unacked.front().is_some_and(|u| u.done) {
-            if let Some(u) = stream.unacked.pop_front() {
-                self.window_used = self.window_used.saturating_sub(u.cost);
+            while stream.unacked.front().is_some_and(|u| u.done) {
+                if let Some(u) = stream.unacked.pop_front() {
+                    self.window_used = self.window_used.saturating_sub(u.cost);
+                }
+                stream.front_rel += 1;
             }
-            stream.front_rel += 1;
         }
     }
 

@@ -92,10 +92,10 @@ impl LazySend {
             .map_or_else(Filled::default, |s| s.fill(w, ctx, sent, now))
     }
 
-    /// See [`SendState::on_acked`].
-    pub(crate) fn on_acked(&mut self, frame: &ReliableFrame) {
+    /// See [`SendState::on_acked_frames`].
+    pub(crate) fn on_acked_frames(&mut self, frames: &[ReliableFrame]) {
         if let Some(s) = &mut self.state {
-            s.on_acked(frame);
+            s.on_acked_frames(frames);
         }
     }
 

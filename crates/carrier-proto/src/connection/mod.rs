@@ -708,9 +708,7 @@ impl Connection {
         let mut outcome = std::mem::take(&mut lent(&mut self.lent).outcome);
         for &pn in &outcome.acked {
             if let Some(rec) = self.take_record(pn) {
-                for f in &rec.frames {
-                    self.send.on_acked(f);
-                }
+                self.send.on_acked_frames(&rec.frames);
                 if let Some(largest) = rec.ack_largest {
                     // The peer has seen our ACK up to `largest`: stop repeating it.
                     self.ack_ranges.forget_below(largest.saturating_add(1));
