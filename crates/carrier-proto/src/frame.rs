@@ -221,7 +221,7 @@ impl EncodeContext {
     }
 
     /// Writes the header of `m` and its payload, or nothing (`BufferTooSmall`) if they do not
-    /// fit. The header is assembled on the stack and written with the payload in two copies.
+    /// fit. The header is written in place, then the payload in one copy.
     pub(crate) fn write(
         &mut self,
         w: &mut Writer<'_>,
@@ -243,9 +243,22 @@ impl EncodeContext {
         if m.fragment.is_some() {
             flags |= MSG_FRAGMENT;
         }
-        // Flags, channel, s and r, and three varints at most.
-        let mut head = [0u8; 1 + 1 + 4 + 4 + 3 * 8];
-        let mut h = Writer::new(&mut head);
+        let len = payload.len() as u64;
+        let (index, count) = m.fragment.unwrap_or((0, 0));
+        if index.max(count).max(len) > crate::wire::VARINT_MAX {
+            return Err(WireError::Malformed("varint above 2^62-1"));
+        }
+        // Flags, channel, s and r, the fragment's varints and the length, written in place.
+        let mut n = 1 + usize::from(channel) + crate::wire::varint_len(len);
+        if seq {
+            n += 8;
+        }
+        if m.fragment.is_some() {
+            n += crate::wire::varint_len(index) + crate::wire::varint_len(count);
+        }
+        let dst = w.reserve(n + payload.len())?;
+        let (head, body) = dst.split_at_mut(n);
+        let mut h = Writer::new(head);
         h.put_u8(flags)?;
         if channel {
             h.put_u8(m.channel)?;
@@ -254,17 +267,17 @@ impl EncodeContext {
             h.put_u32(crate::seq::truncate(m.seq))?;
             h.put_u32(crate::seq::truncate(m.rel))?;
         }
-        if let Some((i, c)) = m.fragment {
-            h.put_varint(i)?;
-            h.put_varint(c)?;
+        if m.fragment.is_some() {
+            h.put_varint(index)?;
+            h.put_varint(count)?;
         }
-        h.put_varint(payload.len() as u64)?;
-        let n = h.len();
-        if w.remaining() < n + payload.len() {
-            return Err(WireError::BufferTooSmall);
+        // The length, the common one- and two-byte encodings inline.
+        match crate::wire::varint_len(len) {
+            1 => h.put_u8(len as u8)?,
+            2 => h.put_u16(len as u16 | 0x4000)?,
+            _ => h.put_varint(len)?,
         }
-        w.put_bytes(&head[..n])?;
-        w.put_bytes(payload)?;
+        body.copy_from_slice(payload);
         self.prev = Some(*m);
         Ok(())
     }

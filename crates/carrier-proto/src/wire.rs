@@ -248,6 +248,17 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
+    /// Claims the next `n` bytes and returns them to be filled, or nothing if they do not fit.
+    pub(crate) fn reserve(&mut self, n: usize) -> Result<&mut [u8], WireError> {
+        let end = self.len.checked_add(n).ok_or(WireError::BufferTooSmall)?;
+        let dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(WireError::BufferTooSmall)?;
+        self.len = end;
+        Ok(dst)
+    }
+
     /// Writes one byte.
     pub fn put_u8(&mut self, v: u8) -> Result<(), WireError> {
         self.put_bytes(&[v])
