@@ -311,8 +311,10 @@ impl Endpoint {
                         match connections.get_mut(&id) {
                             Some(conn) => {
                                 conn.borrow_scratch(scratch);
+                                // Messages are delivered straight into the endpoint's queue.
+                                conn.lend_delivered(messages);
                                 let r = conn.handle_data(now, header, body, start, rx_arena);
-                                drain(id, conn, events, messages);
+                                drain(conn, events, messages);
                                 conn.return_scratch(scratch);
                                 if r.is_ok() {
                                     // What `collect` does, on the connection at hand. No
@@ -379,7 +381,7 @@ impl Endpoint {
         let conn = self.connections.get_mut(&id)?;
         conn.borrow_scratch(&mut self.scratch);
         let result = f(conn, &mut *self.handshake);
-        drain(id, conn, &mut self.events, &mut self.messages);
+        drain(conn, &mut self.events, &mut self.messages);
         conn.return_scratch(&mut self.scratch);
         Some(result)
     }
@@ -547,7 +549,7 @@ impl Endpoint {
         let Some(conn) = connections.get_mut(&id) else {
             return;
         };
-        drain(id, conn, events, messages);
+        drain(conn, events, messages);
         if conn.is_closed() {
             self.remove_closed();
         } else {
@@ -1001,7 +1003,6 @@ fn schedule_with(
 
 /// Moves a connection's pending events and delivered messages to the endpoint's queues.
 fn drain(
-    id: ConnectionId,
     conn: &mut Connection,
     events: &mut VecDeque<Event>,
     messages: &mut VecDeque<(ConnectionId, Message)>,
@@ -1009,7 +1010,14 @@ fn drain(
     while let Some(e) = conn.poll_event() {
         events.push_back(e);
     }
-    conn.drain_messages(|delivered| messages.extend(delivered.map(|m| (id, m))));
+    conn.drain_messages(|delivered| {
+        if messages.is_empty() {
+            // The whole queue at once; the connection gets the empty one back.
+            std::mem::swap(messages, delivered);
+        } else {
+            messages.extend(delivered.drain(..));
+        }
+    });
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ pub(crate) struct Scratch {
     seqs: Vec<(u64, u64)>,
     outcome: AckOutcome,
     events: VecDeque<Event>,
-    delivered: VecDeque<Message>,
+    delivered: VecDeque<(ConnectionId, Message)>,
 }
 
 /// The scratch buffers a connection works with: the endpoint's while it is lent, else a set of
@@ -444,15 +444,28 @@ impl Connection {
         self.lent.as_mut()?.events.pop_front()
     }
 
-    /// Hands every delivered message, in order, to `f` at once.
+    /// Takes `queue` (the endpoint's delivered messages) as its own queue of delivered
+    /// messages if that is empty, leaving the empty one in its place: messages are then
+    /// delivered after those waiting, and [`drain_messages`](Self::drain_messages) hands them
+    /// all back at once.
+    pub(crate) fn lend_delivered(&mut self, queue: &mut VecDeque<(ConnectionId, Message)>) {
+        if let Some(l) = self.lent.as_mut()
+            && l.delivered.is_empty()
+        {
+            std::mem::swap(&mut l.delivered, queue);
+        }
+    }
+
+    /// Hands the queue of delivered messages, in order, to `f` to be emptied (or swapped for
+    /// an empty one).
     pub(crate) fn drain_messages(
         &mut self,
-        f: impl FnOnce(std::collections::vec_deque::Drain<'_, Message>),
+        f: impl FnOnce(&mut VecDeque<(ConnectionId, Message)>),
     ) {
         if let Some(l) = self.lent.as_mut()
             && !l.delivered.is_empty()
         {
-            f(l.delivered.drain(..));
+            f(&mut l.delivered);
         }
     }
 

@@ -427,18 +427,22 @@ impl Connection {
             fragment: fragment.map(|(index, count)| FragmentInfo { index, count }),
             payload,
         };
+        let id = self.id;
         let delivered = &mut lent(&mut self.lent).delivered;
         let mut deliver = |payload: Bytes, reliable: bool| {
-            delivered.push_back(Message {
-                channel: key.channel,
-                priority: key.priority,
-                reliability: if reliable {
-                    Reliability::Reliable
-                } else {
-                    Reliability::Unreliable
+            delivered.push_back((
+                id,
+                Message {
+                    channel: key.channel,
+                    priority: key.priority,
+                    reliability: if reliable {
+                        Reliability::Reliable
+                    } else {
+                        Reliability::Unreliable
+                    },
+                    payload,
                 },
-                payload,
-            });
+            ));
         };
         let stream = stream_slot(&mut self.recv, key.index(), initial);
         match stream.on_message(now, msg, &mut self.budget, copy, &mut deliver) {
