@@ -715,6 +715,13 @@ impl Endpoint {
         self.messages.drain(..)
     }
 
+    /// The queue of delivered messages waiting, in delivery order, for a caller that takes
+    /// them all at once: it may drain the queue or swap it for an empty one (whose buffer the
+    /// endpoint then reuses).
+    pub fn messages_mut(&mut self) -> &mut VecDeque<(ConnectionId, Message)> {
+        &mut self.messages
+    }
+
     /// Whether a delivered message waits.
     pub fn has_messages(&self) -> bool {
         !self.messages.is_empty()

@@ -2,73 +2,94 @@
 //! channels (for `poll_message`) and per connection and channel (for `receive`), both O(1)
 //! amortized.
 //!
-//! The delivery-order queue holds the messages. The per-(connection, channel) index of them is
-//! built the first time the game asks for one connection's messages (`receive`, `receive_into`,
-//! `statistics`) and kept from then on: a game that only calls `poll_message` pays no hash
-//! lookup and touches no per-connection queue per message (a server with 1,000 connections
-//! would otherwise touch 1,000 cold queues).
+//! The delivery-order queue holds the messages. A per-connection query whose connection and
+//! channel has the oldest waiting message takes it from the front. Otherwise it needs the
+//! per-(connection, channel) index of the waiting messages: built from them on demand and kept
+//! in step while messages wait, and set aside (its queues kept, empty) whenever the mailbox
+//! empties. A game that only calls `poll_message`, or that receives one connection's channel
+//! at a time in order, pays no hash lookup and touches no per-connection queue per message (a
+//! server with 1,000 connections would otherwise touch 1,000 cold queues); each message is
+//! indexed at most once.
 
 use std::collections::VecDeque;
 
-use carrier_proto::{ConnectionId, Message};
+use bytes::Bytes;
+use carrier_proto::{ChannelId, ConnectionId, Message, Priority, Reliability};
 use rustc_hash::FxHashMap;
 
 /// Per (connection, channel): the tickets of its waiting messages, oldest first. Keyed by ids
 /// the endpoint assigns, never by network input, so a fast non-keyed hash is safe.
 type Index = FxHashMap<(ConnectionId, u8), VecDeque<u64>>;
 
-/// The receive queues. An index queue that empties is kept (not freed), so a steady flow of
+/// What is left in the queue of a message taken out of order.
+fn taken_slot() -> Message {
+    Message {
+        channel: ChannelId::new(0),
+        priority: Priority::Normal,
+        reliability: Reliability::Unreliable,
+        payload: Bytes::new(),
+    }
+}
+
+/// The receive queues. Index queues that empty are kept (not freed), so a steady flow of
 /// messages allocates nothing here.
 #[derive(Debug, Default)]
 pub(crate) struct Mailbox {
-    /// Messages in delivery order; `order[i]` has ticket `base + i`; `None` once taken by
-    /// `pop` (dropped when it reaches the front, or by `compact`).
-    order: VecDeque<Option<(ConnectionId, Message)>>,
+    /// Messages in delivery order; `order[i]` has ticket `base + i`. Messages taken out of
+    /// order (by `pop`, only while the index is active) leave a slot marked in `taken`;
+    /// the front slot is never a taken one.
+    order: VecDeque<(ConnectionId, Message)>,
     /// Ticket of `order[0]`.
     base: u64,
-    /// Built on first use (module docs).
+    /// The index (module docs): it describes `order` only while `active`.
     index: Option<Index>,
+    /// Whether `index` and `taken` are kept in step with `order` (module docs).
+    active: bool,
+    /// While `active`, whether each slot of `order` was taken.
+    taken: VecDeque<bool>,
     queued: usize,
 }
 
 impl Mailbox {
     pub(crate) fn push(&mut self, id: ConnectionId, message: Message) {
-        let ticket = self.base + self.order.len() as u64;
-        if let Some(index) = &mut self.index {
-            index
-                .entry((id, message.channel.get()))
-                .or_default()
-                .push_back(ticket);
+        if self.active {
+            let ticket = self.base + self.order.len() as u64;
+            if let Some(index) = &mut self.index {
+                index
+                    .entry((id, message.channel.get()))
+                    .or_default()
+                    .push_back(ticket);
+            }
+            self.taken.push_back(false);
         }
-        self.order.push_back(Some((id, message)));
+        self.order.push_back((id, message));
         self.queued += 1;
     }
 
-    /// [`push`](Self::push) of each message, in order.
-    pub(crate) fn extend(
-        &mut self,
-        messages: impl ExactSizeIterator<Item = (ConnectionId, Message)>,
-    ) {
-        if self.index.is_some() {
-            for (id, m) in messages {
+    /// [`push`](Self::push) of each message of `queue`, in order, leaving it empty: the whole
+    /// queue at once (swapped with the empty one) when nothing waits and the index is inactive.
+    pub(crate) fn append(&mut self, queue: &mut VecDeque<(ConnectionId, Message)>) {
+        if self.active {
+            for (id, m) in queue.drain(..) {
                 self.push(id, m);
             }
             return;
         }
-        // Without the index a push only queues: one reservation for all.
-        let n = messages.len();
-        self.order.extend(messages.map(Some));
-        self.queued += n;
+        self.queued += queue.len();
+        if self.order.is_empty() {
+            std::mem::swap(&mut self.order, queue);
+        } else {
+            self.order.append(queue);
+        }
     }
 
     /// The next message of any connection and channel, in delivery order.
     pub(crate) fn pop_any(&mut self) -> Option<(ConnectionId, Message)> {
-        while let Some(slot) = self.order.pop_front() {
-            self.base += 1;
-            let Some((id, m)) = slot else {
-                continue;
-            };
-            self.queued -= 1;
+        let (id, m) = self.order.pop_front()?;
+        self.base += 1;
+        self.queued -= 1;
+        if self.active {
+            self.taken.pop_front();
             // Its ticket is the oldest of its queue.
             if let Some(q) = self
                 .index
@@ -77,38 +98,70 @@ impl Mailbox {
             {
                 q.pop_front();
             }
-            return Some((id, m));
+            self.trim();
         }
-        None
+        Some((id, m))
     }
 
-    /// The index, built from the waiting messages on first use.
+    /// Drops the taken slots at the front; sets the index aside once nothing waits.
+    fn trim(&mut self) {
+        while self.taken.front() == Some(&true) {
+            self.taken.pop_front();
+            self.order.pop_front();
+            self.base += 1;
+        }
+        if self.order.is_empty() {
+            self.active = false;
+            self.taken.clear();
+        }
+    }
+
+    /// The index, built from the waiting messages if inactive.
     fn index(&mut self) -> &mut Index {
-        let (order, base) = (&self.order, self.base);
-        self.index.get_or_insert_with(|| {
-            let mut index = Index::default();
-            for (i, slot) in order.iter().enumerate() {
-                if let Some((id, m)) = slot {
-                    index
-                        .entry((*id, m.channel.get()))
-                        .or_default()
-                        .push_back(base + i as u64);
-                }
+        let index = self.index.get_or_insert_with(Index::default);
+        if !self.active {
+            self.active = true;
+            // No message was taken out of order while inactive: every slot waits.
+            self.taken.clear();
+            self.taken.resize(self.order.len(), false);
+            for q in index.values_mut() {
+                q.clear();
             }
-            index
-        })
+            for (i, (id, m)) in self.order.iter().enumerate() {
+                index
+                    .entry((*id, m.channel.get()))
+                    .or_default()
+                    .push_back(self.base + i as u64);
+            }
+        }
+        index
+    }
+
+    /// Whether the oldest waiting message is of connection `id`, channel `ch` (and so the
+    /// oldest of theirs).
+    fn front_is(&self, id: ConnectionId, ch: u8) -> bool {
+        self.order
+            .front()
+            .is_some_and(|(i, m)| *i == id && m.channel.get() == ch)
     }
 
     /// The next message of one connection and channel.
     pub(crate) fn pop(&mut self, id: ConnectionId, ch: u8) -> Option<Message> {
+        if self.front_is(id, ch) {
+            return self.pop_any().map(|(_, m)| m);
+        }
+        if self.order.is_empty() {
+            return None;
+        }
         let ticket = self.index().get_mut(&(id, ch))?.pop_front()?;
         let pos = usize::try_from(ticket.checked_sub(self.base)?).ok()?;
-        let (_, m) = self.order.get_mut(pos)?.take()?;
-        self.queued -= 1;
-        while self.order.front().is_some_and(Option::is_none) {
-            self.order.pop_front();
-            self.base += 1;
+        let (_, m) = self.order.get_mut(pos)?;
+        let m = std::mem::replace(m, taken_slot());
+        if let Some(t) = self.taken.get_mut(pos) {
+            *t = true;
         }
+        self.queued -= 1;
+        self.trim();
         // Taken messages behind one that waits: drop them once they outnumber the live ones.
         if self.order.len() > 2 * self.queued + 64 {
             self.compact();
@@ -118,35 +171,35 @@ impl Mailbox {
 
     /// Drops the taken slots and renumbers the tickets. O(waiting messages).
     fn compact(&mut self) {
-        self.order.retain(Option::is_some);
-        if let Some(index) = &mut self.index {
-            for q in index.values_mut() {
-                q.clear();
-            }
-        }
-        let rebuilt = self.index.take().map(|mut index| {
-            for (i, slot) in self.order.iter().enumerate() {
-                if let Some((id, m)) = slot {
-                    index
-                        .entry((*id, m.channel.get()))
-                        .or_default()
-                        .push_back(self.base + i as u64);
-                }
-            }
-            index
+        let taken = &self.taken;
+        let mut i = 0;
+        self.order.retain(|_| {
+            i += 1;
+            taken.get(i - 1) != Some(&true)
         });
-        self.index = rebuilt;
+        // Rebuilt from the messages that wait.
+        self.active = false;
+        self.index();
     }
 
     /// Size of the next message of one connection and channel.
     pub(crate) fn peek_len(&mut self, id: ConnectionId, ch: u8) -> Option<usize> {
+        if self.front_is(id, ch) {
+            return self.order.front().map(|(_, m)| m.payload.len());
+        }
+        if self.order.is_empty() {
+            return None;
+        }
         let ticket = *self.index().get(&(id, ch))?.front()?;
         let pos = usize::try_from(ticket.checked_sub(self.base)?).ok()?;
-        self.order.get(pos)?.as_ref().map(|(_, m)| m.payload.len())
+        self.order.get(pos).map(|(_, m)| m.payload.len())
     }
 
     /// Messages of one connection waiting (all channels).
     pub(crate) fn connection_len(&mut self, id: ConnectionId) -> usize {
+        if self.order.is_empty() {
+            return 0;
+        }
         self.index()
             .iter()
             .filter(|((c, _), _)| *c == id)
@@ -247,5 +300,29 @@ mod tests {
         assert_eq!(m.pop_any().map(|(_, x)| x.payload[0]), Some(4));
         assert!(m.pop(a, 0).is_none());
         assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    fn appended_queues_keep_order_with_and_without_the_index() {
+        let mut m = Mailbox::default();
+        let (a, b) = (ConnectionId::from_raw(1), ConnectionId::from_raw(2));
+        let mut q: VecDeque<_> = [(a, msg(0, 1)), (b, msg(0, 2)), (a, msg(1, 3))].into();
+        m.append(&mut q);
+        assert!(q.is_empty() && m.index.is_none(), "taken whole, no index");
+        // The front message of its channel is taken without the index.
+        assert_eq!(m.pop(a, 0).map(|x| x.payload[0]), Some(1));
+        assert!(m.index.is_none());
+        // Out of order: the index is built and kept in step with what is appended.
+        assert_eq!(m.pop(a, 1).map(|x| x.payload[0]), Some(3));
+        q.extend([(a, msg(1, 4)), (b, msg(0, 5))]);
+        m.append(&mut q);
+        assert_eq!(
+            (m.connection_len(a), m.connection_len(b), m.len()),
+            (1, 2, 3)
+        );
+        assert_eq!(m.pop(b, 0).map(|x| x.payload[0]), Some(2));
+        assert_eq!(m.pop(a, 1).map(|x| x.payload[0]), Some(4));
+        assert_eq!(m.pop_any().map(|(id, x)| (id, x.payload[0])), Some((b, 5)));
+        assert!(m.pop_any().is_none() && m.order.is_empty() && m.len() == 0);
     }
 }

@@ -209,7 +209,7 @@ impl Core {
     fn publish(&mut self, shared: &Shared) -> bool {
         let mut published = false;
         if self.endpoint.has_messages() {
-            lock(&shared.mailbox).extend(self.endpoint.drain_messages());
+            lock(&shared.mailbox).append(self.endpoint.messages_mut());
             published = true;
         }
         if let Some(first) = self.endpoint.poll_event() {
