@@ -147,6 +147,7 @@ mod packet;
 mod recv;
 mod send;
 mod small;
+mod time;
 
 pub mod ack;
 pub mod seq;

@@ -7,7 +7,7 @@
 //! tests and debugging ([`CongestionControl::FixedWindow`](super::CongestionControl)).
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::delivery::RateSample;
 
@@ -28,19 +28,20 @@ pub(super) struct AckSummary {
     pub(super) delivered: u64,
 }
 
-/// A congestion controller.
+/// A congestion controller. `now` is in nanoseconds since the traffic control's creation
+/// (`crate::time`).
 pub(super) trait Controller: fmt::Debug + Send {
     /// An ack-eliciting datagram of `size` bytes left; `bytes_in_flight` includes it.
-    fn on_sent(&mut self, now: Instant, size: usize, bytes_in_flight: usize);
+    fn on_sent(&mut self, now: u64, size: usize, bytes_in_flight: usize);
     /// An ack-eliciting datagram of `size` bytes was declared lost.
-    fn on_lost(&mut self, now: Instant, size: usize);
+    fn on_lost(&mut self, now: u64, size: usize);
     /// An ack-eliciting datagram of `size` bytes declared lost was acknowledged after all: it was
     /// reordered, not lost (its bytes are also in the next [`AckSummary::acked_bytes`]).
-    fn on_spurious_loss(&mut self, now: Instant, size: usize);
+    fn on_spurious_loss(&mut self, now: u64, size: usize);
     /// An ACK frame was processed.
-    fn on_ack(&mut self, now: Instant, ack: &AckSummary);
+    fn on_ack(&mut self, now: u64, ack: &AckSummary);
     /// The retransmission timeout fired: nothing was acknowledged for a whole RTO.
-    fn on_retransmission_timeout(&mut self, now: Instant);
+    fn on_retransmission_timeout(&mut self, now: u64);
     /// Bytes allowed in flight.
     fn window(&self) -> usize;
     /// Pacing rate, bytes per second; `None` = not paced.
@@ -57,11 +58,11 @@ pub(super) struct FixedWindow {
 }
 
 impl Controller for FixedWindow {
-    fn on_sent(&mut self, _now: Instant, _size: usize, _bytes_in_flight: usize) {}
-    fn on_lost(&mut self, _now: Instant, _size: usize) {}
-    fn on_spurious_loss(&mut self, _now: Instant, _size: usize) {}
-    fn on_ack(&mut self, _now: Instant, _ack: &AckSummary) {}
-    fn on_retransmission_timeout(&mut self, _now: Instant) {}
+    fn on_sent(&mut self, _now: u64, _size: usize, _bytes_in_flight: usize) {}
+    fn on_lost(&mut self, _now: u64, _size: usize) {}
+    fn on_spurious_loss(&mut self, _now: u64, _size: usize) {}
+    fn on_ack(&mut self, _now: u64, _ack: &AckSummary) {}
+    fn on_retransmission_timeout(&mut self, _now: u64) {}
     fn window(&self) -> usize {
         self.window
     }

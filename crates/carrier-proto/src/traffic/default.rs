@@ -51,6 +51,7 @@ use super::{
     TrafficControlFactory,
 };
 use crate::MAX_LAZY_ACK_DELAY;
+use crate::time::{self, checked_nanos, nanos};
 
 /// Tuning of [`DefaultTrafficControl`] (docs/protocol.md §13).
 #[derive(Clone, Debug, PartialEq)]
@@ -159,6 +160,34 @@ pub const RATE_CHANGE_RATIO: f64 = 0.25;
 pub const RATE_CHANGE_MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What became of a tracked datagram.
+/// A [`SentDatagram`] with its send time in nanoseconds since the traffic control's creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Sent {
+    pub(super) number: u64,
+    pub(super) time_sent: u64,
+    pub(super) size: usize,
+    pub(super) payload_bytes: usize,
+    pub(super) resent_payload_bytes: usize,
+    pub(super) ack_eliciting: bool,
+    pub(super) app_limited: bool,
+    pub(super) lazy_ack: bool,
+}
+
+impl Sent {
+    fn new(s: &SentDatagram, time_sent: u64) -> Self {
+        Self {
+            number: s.number,
+            time_sent,
+            size: s.size,
+            payload_bytes: s.payload_bytes,
+            resent_payload_bytes: s.resent_payload_bytes,
+            ack_eliciting: s.ack_eliciting,
+            app_limited: s.app_limited,
+            lazy_ack: s.lazy_ack,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fate {
     /// Neither acknowledged nor declared lost.
@@ -176,7 +205,7 @@ enum Fate {
 #[derive(Clone, Copy, Debug)]
 struct Tracked {
     number: u64,
-    time_sent: Instant,
+    time_sent: u64,
     size: u32,
     payload_bytes: u32,
     resent_payload_bytes: u32,
@@ -186,9 +215,9 @@ struct Tracked {
     /// [`DeliverySnapshot::delivered`] (meaningful with `FLAG_DELIVERY`).
     delivered: u64,
     /// [`DeliverySnapshot::delivered_time`] (meaningful with `FLAG_DELIVERY`).
-    delivered_time: Instant,
+    delivered_time: u64,
     /// [`DeliverySnapshot::first_sent_time`] (meaningful with `FLAG_DELIVERY`).
-    first_sent_time: Instant,
+    first_sent_time: u64,
 }
 
 const FLAG_ACK_ELICITING: u8 = 1;
@@ -205,7 +234,7 @@ fn size32(n: usize) -> u32 {
 }
 
 impl Tracked {
-    fn new(sent: SentDatagram, delivery: Option<DeliverySnapshot>) -> Self {
+    fn new(sent: Sent, delivery: Option<DeliverySnapshot>) -> Self {
         let flag = |on: bool, f: u8| if on { f } else { 0 };
         let mut flags = flag(sent.ack_eliciting, FLAG_ACK_ELICITING)
             | flag(sent.app_limited, FLAG_APP_LIMITED)
@@ -232,8 +261,8 @@ impl Tracked {
         }
     }
 
-    fn sent(&self) -> SentDatagram {
-        SentDatagram {
+    fn sent(&self) -> Sent {
+        Sent {
             number: self.number,
             time_sent: self.time_sent,
             size: self.size as usize,
@@ -263,10 +292,10 @@ struct RecentlyLost {
     size: usize,
     /// User payload bytes it carried (for the effective statistics).
     payload_bytes: usize,
-    time_sent: Instant,
+    time_sent: u64,
     lazy_ack: bool,
     delivery: DeliverySnapshot,
-    lost_at: Instant,
+    lost_at: u64,
     /// Acknowledged after all (kept in place, dropped with the others).
     delivered: bool,
 }
@@ -278,7 +307,7 @@ struct PerAck {
     min_rtt: Option<Duration>,
     /// The send time and `now − send time` of the latest datagram whose RTT sample was taken
     /// (the largest newly acknowledged one's, usually: its RTT need not be computed twice).
-    last_sample: Option<(Instant, Duration)>,
+    last_sample: Option<(u64, Duration)>,
     /// The delivery-rate sample in the making.
     candidate: Option<Candidate>,
 }
@@ -294,14 +323,14 @@ impl PerAck {
 struct Evicted {
     numbers: Vec<u64>,
     /// When the first of them was evicted (a deadline already due).
-    at: Instant,
+    at: u64,
 }
 
 /// What [`DefaultTrafficControl::poll_rate_change`] has reported.
 #[derive(Clone, Copy, Debug, Default)]
 struct RateReport {
     /// The last rate reported and when.
-    last: Option<(u64, Instant)>,
+    last: Option<(u64, u64)>,
     /// A change not yet polled.
     pending: Option<u64>,
 }
@@ -316,6 +345,8 @@ pub struct DefaultTrafficControl {
     max_datagram_size: usize,
     rtt: RttEstimator,
     controller: Box<dyn Controller>,
+    /// The creation instant: internal times are nanoseconds since it (`crate::time`).
+    epoch: Instant,
     delivery: DeliveryRate,
     pacer: Pacer,
     /// Ack-eliciting datagrams declared lost within the last `LOST_MEMORY_RTTS` RTTs, by number.
@@ -337,16 +368,16 @@ pub struct DefaultTrafficControl {
     /// Of those, the ones the peer acknowledges promptly (not `lazy_ack`).
     prompt_outstanding: u32,
     /// The latest send time of a prompt ack-eliciting datagram.
-    last_prompt_sent: Option<Instant>,
+    last_prompt_sent: Option<u64>,
     /// Latest send time of an ack-eliciting datagram.
-    last_ack_eliciting_sent: Option<Instant>,
+    last_ack_eliciting_sent: Option<u64>,
     /// Last time an ACK acknowledged something new.
-    last_ack_progress: Option<Instant>,
+    last_ack_progress: Option<u64>,
     /// RTO doublings since the last ACK progress.
     backoff: u32,
     /// When the earliest outstanding datagram below the largest acknowledged one passes the time
     /// threshold.
-    loss_time: Option<Instant>,
+    loss_time: Option<u64>,
     /// Numbers declared lost by the ledger cap in `on_datagram_sent` (which has no outcome to
     /// report them in); handed out by the next `on_ack_received` or `on_timeout`.
     evicted: Option<Box<Evicted>>,
@@ -390,7 +421,6 @@ impl DefaultTrafficControl {
         let config: Arc<TrafficConfig> = config.into();
         let controller: Box<dyn Controller> = match config.congestion_control {
             CongestionControl::Model => Box::new(Model::new(
-                now,
                 max_datagram_size,
                 config.window,
                 config.initial_rtt,
@@ -403,7 +433,8 @@ impl DefaultTrafficControl {
             max_datagram_size: max_datagram_size.max(1),
             rtt: RttEstimator::new(config.initial_rtt),
             controller,
-            delivery: DeliveryRate::new(now),
+            epoch: now,
+            delivery: DeliveryRate::new(),
             pacer: Pacer::default(),
             recently_lost: None,
             rate_report: RateReport::default(),
@@ -420,7 +451,7 @@ impl DefaultTrafficControl {
             loss_time: None,
             evicted: None,
             timer: None,
-            stats: StatsKeeper::new(now),
+            stats: StatsKeeper::new(),
             config,
         }
     }
@@ -435,7 +466,12 @@ impl DefaultTrafficControl {
     }
 
     /// Closes the statistics period if `now` is past it.
-    fn roll(&mut self, now: Instant) {
+    /// `t` in nanoseconds since the creation (`crate::time`).
+    fn nanos_at(&self, t: Instant) -> u64 {
+        time::since(self.epoch, t)
+    }
+
+    fn roll(&mut self, now: u64) {
         if self.stats.is_past(now) {
             let rtt_ms = self.rtt_ms();
             self.stats.roll(now, rtt_ms);
@@ -455,7 +491,21 @@ impl DefaultTrafficControl {
     /// when every value fits in a `u64` (always, in practice: the RTO deadline is needed after
     /// every datagram sent), with `Duration`s otherwise; the result is the same.
     fn backed_off_rto(&self) -> Duration {
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).ok();
+        match self.backed_off_rto_fast() {
+            Some(n) => Duration::from_nanos(n),
+            None => self.backed_off_rto_exact(),
+        }
+    }
+
+    /// [`Self::backed_off_rto`] in nanoseconds, saturating.
+    fn backed_off_rto_nanos(&self) -> u64 {
+        self.backed_off_rto_fast()
+            .unwrap_or_else(|| nanos(self.backed_off_rto_exact()))
+    }
+
+    /// [`Self::backed_off_rto`] in `u64` nanoseconds when every input fits.
+    fn backed_off_rto_fast(&self) -> Option<u64> {
+        let nanos = checked_nanos;
         let fast = (|| {
             let max_rto = nanos(self.config.max_rto)?;
             let base = self.rtt.rto_nanos(
@@ -467,13 +517,10 @@ impl DefaultTrafficControl {
             // An overflow is above `max_rto`, which fits.
             Some(base.checked_mul(factor).map_or(max_rto, |r| r.min(max_rto)))
         })();
-        match fast {
-            Some(n) => {
-                debug_assert_eq!(Duration::from_nanos(n), self.backed_off_rto_exact());
-                Duration::from_nanos(n)
-            }
-            None => self.backed_off_rto_exact(),
+        if let Some(n) = fast {
+            debug_assert_eq!(Duration::from_nanos(n), self.backed_off_rto_exact());
         }
+        fast
     }
 
     /// [`Self::backed_off_rto`] in `Duration` arithmetic.
@@ -490,23 +537,24 @@ impl DefaultTrafficControl {
     ///
     /// Datagrams the peer may acknowledge lazily (docs/protocol.md §12) count only when no
     /// prompt one is outstanding, and then the RTO allows for the longest lazy delay.
-    fn rto_deadline(&self) -> Option<Instant> {
+    /// A deadline past `u64::MAX` nanoseconds (584 years) is none.
+    fn rto_deadline(&self) -> Option<u64> {
         if self.ack_eliciting_outstanding == 0 {
             return None;
         }
         let (sent, extra) = if self.prompt_outstanding > 0 {
-            (self.last_prompt_sent?, Duration::ZERO)
+            (self.last_prompt_sent?, 0)
         } else {
-            (self.last_ack_eliciting_sent?, MAX_LAZY_ACK_DELAY)
+            (self.last_ack_eliciting_sent?, nanos(MAX_LAZY_ACK_DELAY))
         };
         // docs/protocol.md §13: the RTO passes "after the last ack-eliciting packet was sent
         // without any ACK progress" — an ACK that acknowledges something new restarts it.
         let anchor = self.last_ack_progress.map_or(sent, |p| p.max(sent));
-        anchor.checked_add(self.backed_off_rto().checked_add(extra)?)
+        anchor.checked_add(self.backed_off_rto_nanos().checked_add(extra)?)
     }
 
     /// The earliest of the eviction report, the loss timer and the retransmission timeout.
-    fn next_timer(&self) -> Option<Instant> {
+    fn next_timer(&self) -> Option<u64> {
         let evicted = self.evicted.as_ref().map(|e| e.at);
         [evicted, self.loss_time, self.rto_deadline()]
             .into_iter()
@@ -516,17 +564,18 @@ impl DefaultTrafficControl {
 
     /// Recomputes the cached answer of `poll_timeout` (its inputs may have changed).
     fn rearm(&mut self) {
-        self.timer = self.next_timer();
+        self.timer = self.next_timer().map(|t| time::instant(self.epoch, t));
     }
 
     /// `time_threshold × max(srtt, latest RTT)`, at least 1 ms (docs/protocol.md §13).
-    fn loss_delay(&self) -> Duration {
+    /// In nanoseconds; `None` if it does not fit (nothing is then lost by time).
+    fn loss_delay(&self) -> Option<u64> {
         let rtt = self.rtt.smoothed().max(self.rtt.latest());
-        scale(rtt, self.config.time_threshold).max(GRANULARITY)
+        checked_nanos(scale(rtt, self.config.time_threshold).max(GRANULARITY))
     }
 
     /// Marks ledger entry `idx` acknowledged if it is outstanding; returns it if so.
-    fn mark_acked(&mut self, idx: usize, now: Instant, ack: &mut PerAck) -> Option<SentDatagram> {
+    fn mark_acked(&mut self, idx: usize, now: u64, ack: &mut PerAck) -> Option<Sent> {
         let entry = self.ledger.get_mut(idx)?;
         if entry.fate != Fate::Outstanding {
             return None;
@@ -549,7 +598,7 @@ impl DefaultTrafficControl {
     }
 
     /// Marks ledger entry `idx` lost if it is outstanding; returns its number if so.
-    fn mark_lost(&mut self, idx: usize, now: Instant) -> Option<u64> {
+    fn mark_lost(&mut self, idx: usize, now: u64) -> Option<u64> {
         let entry = self.ledger.get_mut(idx)?;
         if entry.fate != Fate::Outstanding {
             return None;
@@ -601,7 +650,7 @@ impl DefaultTrafficControl {
 
     /// Packet- and time-threshold loss detection (docs/protocol.md §13), then re-arms the loss
     /// timer for the earliest survivor below the largest acknowledged number.
-    fn detect_lost(&mut self, now: Instant, lost: &mut Vec<u64>) {
+    fn detect_lost(&mut self, now: u64, lost: &mut Vec<u64>) {
         self.loss_time = None;
         let Some(largest) = self.largest_acked else {
             return;
@@ -613,7 +662,7 @@ impl DefaultTrafficControl {
         }
         let delay = self.loss_delay();
         // Sent at or before this instant and below the largest acknowledged → lost by time.
-        let lost_send_time = now.checked_sub(delay);
+        let lost_send_time = delay.and_then(|d| now.checked_sub(d));
         let threshold = self.config.packet_threshold;
         // The front is outstanding and every survivor lies within `packet_threshold` numbers of
         // the largest acknowledged, so this walk stays short.
@@ -631,7 +680,7 @@ impl DefaultTrafficControl {
                 let by_time = lost_send_time.is_some_and(|limit| time_sent <= limit);
                 if by_packets || by_time {
                     lost.extend(self.mark_lost(idx, now));
-                } else if let Some(at) = time_sent.checked_add(delay) {
+                } else if let Some(at) = delay.and_then(|d| time_sent.checked_add(d)) {
                     self.loss_time = Some(self.loss_time.map_or(at, |t| t.min(at)));
                 }
             }
@@ -641,13 +690,13 @@ impl DefaultTrafficControl {
 
     /// The retransmission timeout passed: every outstanding datagram sent at least one (backed
     /// off) RTO ago is lost and the RTO doubles, up to `max_rto` (docs/protocol.md §13).
-    fn fire_rto(&mut self, now: Instant, lost: &mut Vec<u64>) {
+    fn fire_rto(&mut self, now: u64, lost: &mut Vec<u64>) {
         // When only lazily acknowledged datagrams are outstanding, they are given the longest
         // lazy delay on top. When a prompt one timed out, the peer would have acknowledged the
         // lazy ones with it: all go by the plain RTO (a late ACK undoes it as spurious).
-        let mut wait = self.backed_off_rto();
+        let mut wait = self.backed_off_rto_nanos();
         if self.prompt_outstanding == 0 {
-            wait = wait.saturating_add(MAX_LAZY_ACK_DELAY);
+            wait = wait.saturating_add(nanos(MAX_LAZY_ACK_DELAY));
         }
         if let Some(limit) = now.checked_sub(wait) {
             for idx in 0..self.ledger.len() {
@@ -673,9 +722,9 @@ impl DefaultTrafficControl {
     /// does not count here (the ACK's corrected RTT sample does, in `on_ack_received`).
     fn on_delivered(
         &mut self,
-        now: Instant,
+        now: u64,
         size: usize,
-        time_sent: Instant,
+        time_sent: u64,
         lazy_ack: bool,
         snapshot: DeliverySnapshot,
         ack: &mut PerAck,
@@ -684,7 +733,7 @@ impl DefaultTrafficControl {
             .on_delivered(now, size, time_sent, snapshot, &mut ack.candidate);
         ack.delivered = ack.delivered.saturating_add(size);
         if !lazy_ack {
-            let sample = now.saturating_duration_since(time_sent);
+            let sample = Duration::from_nanos(now.saturating_sub(time_sent));
             ack.last_sample = Some((time_sent, sample));
             ack.rtt_sample(sample);
         }
@@ -693,12 +742,15 @@ impl DefaultTrafficControl {
     /// How long a lost datagram is remembered for spurious-loss detection:
     /// `LOST_MEMORY_RTTS × max(srtt, latest RTT)`, at least 1 ms. A reordered datagram is
     /// acknowledged at most about one RTT spread after it was declared lost.
-    fn lost_memory(&self) -> Duration {
-        self.rtt
-            .smoothed()
-            .max(self.rtt.latest())
-            .saturating_mul(LOST_MEMORY_RTTS)
-            .max(GRANULARITY)
+    /// In nanoseconds; `None` if it does not fit (a loss is then remembered for good).
+    fn lost_memory(&self) -> Option<u64> {
+        checked_nanos(
+            self.rtt
+                .smoothed()
+                .max(self.rtt.latest())
+                .saturating_mul(LOST_MEMORY_RTTS)
+                .max(GRANULARITY),
+        )
     }
 
     /// Remembers a lost datagram (kept in number order; bounded by the ledger cap).
@@ -718,21 +770,23 @@ impl DefaultTrafficControl {
 
     /// Forgets lost datagrams older than [`Self::lost_memory`] (from the front, which holds the
     /// oldest numbers).
-    fn expire_lost(&mut self, now: Instant) {
+    fn expire_lost(&mut self, now: u64) {
         let memory = self.lost_memory();
         let Some(list) = self.recently_lost.as_deref_mut() else {
             return;
         };
-        while list
-            .front()
-            .is_some_and(|e| e.delivered || e.lost_at.checked_add(memory).is_none_or(|t| t <= now))
-        {
+        while list.front().is_some_and(|e| {
+            e.delivered
+                || memory
+                    .and_then(|m| e.lost_at.checked_add(m))
+                    .is_none_or(|t| t <= now)
+        }) {
             list.pop_front();
         }
     }
 
     /// Datagrams of `start..=end` declared lost recently and acknowledged now: spurious losses.
-    fn detect_spurious(&mut self, now: Instant, start: u64, end: u64, ack: &mut PerAck) {
+    fn detect_spurious(&mut self, now: u64, start: u64, end: u64, ack: &mut PerAck) {
         let Some(list) = self.recently_lost.as_deref() else {
             return;
         };
@@ -769,7 +823,7 @@ impl DefaultTrafficControl {
 
     /// Queues a rate change if the send rate moved enough since the last report
     /// ([`RATE_CHANGE_RATIO`], [`RATE_CHANGE_MIN_INTERVAL`]).
-    fn check_rate_change(&mut self, now: Instant) {
+    fn check_rate_change(&mut self, now: u64) {
         let rate = self.controller.send_rate();
         if rate == 0 {
             return;
@@ -779,7 +833,7 @@ impl DefaultTrafficControl {
             Some((last, at)) => {
                 let interval = self.rtt.smoothed().max(RATE_CHANGE_MIN_INTERVAL);
                 let moved = rate.abs_diff(last) as f64 >= RATE_CHANGE_RATIO * last as f64;
-                moved && now.saturating_duration_since(at) >= interval
+                moved && Duration::from_nanos(now.saturating_sub(at)) >= interval
             }
         };
         if due {
@@ -791,6 +845,10 @@ impl DefaultTrafficControl {
 
 impl TrafficControl for DefaultTrafficControl {
     fn on_datagram_sent(&mut self, now: Instant, sent: SentDatagram) {
+        // The connection stamps datagrams with `now`: one conversion then.
+        let time_sent = (sent.time_sent != now).then(|| self.nanos_at(sent.time_sent));
+        let now = self.nanos_at(now);
+        let sent = Sent::new(&sent, time_sent.unwrap_or(now));
         self.roll(now);
         self.stats.on_sent(&sent);
         // docs/protocol.md §6: numbers grow with every packet. One that does not cannot be
@@ -869,6 +927,7 @@ impl TrafficControl for DefaultTrafficControl {
         ack_delay: Duration,
         outcome: &mut AckOutcome,
     ) {
+        let now = self.nanos_at(now);
         self.roll(now);
         let acked_from = outcome.acked.len();
         let lost_from = outcome.lost.len();
@@ -926,7 +985,7 @@ impl TrafficControl for DefaultTrafficControl {
         if let Some(sent) = largest_newly_acked.filter(|_| any_eliciting) {
             let raw = match ack.last_sample {
                 Some((time_sent, sample)) if time_sent == sent.time_sent => sample,
-                _ => now.saturating_duration_since(sent.time_sent),
+                _ => Duration::from_nanos(now.saturating_sub(sent.time_sent)),
             };
             if sent.lazy_ack {
                 // Held back on purpose by up to MAX_LAZY_ACK_DELAY (docs/protocol.md §12): the
@@ -953,7 +1012,7 @@ impl TrafficControl for DefaultTrafficControl {
         sort_tail(&mut outcome.lost, lost_from);
         self.pop_settled();
 
-        let min_rtt = self.rtt.has_samples().then(|| self.rtt.estimate().min);
+        let min_rtt = self.rtt.has_samples().then(|| self.rtt.min_nanos());
         let summary = AckSummary {
             acked_bytes: ack.delivered,
             sample: self.delivery.finish(&mut ack.candidate, min_rtt),
@@ -967,6 +1026,7 @@ impl TrafficControl for DefaultTrafficControl {
     }
 
     fn on_timeout(&mut self, now: Instant, outcome: &mut AckOutcome) {
+        let now = self.nanos_at(now);
         self.roll(now);
         let lost_from = outcome.lost.len();
         self.flush_evicted(&mut outcome.lost);
@@ -983,11 +1043,16 @@ impl TrafficControl for DefaultTrafficControl {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        debug_assert_eq!(self.timer, self.next_timer(), "stale timer");
+        debug_assert_eq!(
+            self.timer,
+            self.next_timer().map(|t| time::instant(self.epoch, t)),
+            "stale timer"
+        );
         self.timer
     }
 
     fn on_datagram_received(&mut self, now: Instant, size: usize, payload_bytes: usize) {
+        let now = self.nanos_at(now);
         self.roll(now);
         self.stats.on_received(size, payload_bytes);
     }
@@ -1000,11 +1065,14 @@ impl TrafficControl for DefaultTrafficControl {
                 .controller
                 .window()
                 .saturating_sub(self.bytes_in_flight),
-            next_send_time: self.pacer.next_send_time(
-                now,
-                self.controller.pacing_rate(),
-                self.max_datagram_size,
-            ),
+            next_send_time: self
+                .pacer
+                .next_send_time(
+                    self.nanos_at(now),
+                    self.controller.pacing_rate(),
+                    self.max_datagram_size,
+                )
+                .map(|t| time::instant(self.epoch, t)),
         }
     }
 
@@ -1049,7 +1117,9 @@ impl TrafficControl for DefaultTrafficControl {
             rtt_ms: self.config.rtt_threshold_ms,
             loss: self.config.loss_threshold,
         };
-        let sets = self.stats.sets(now, self.rtt_ms(), thresholds);
+        let sets = self
+            .stats
+            .sets(self.nanos_at(now), self.rtt_ms(), thresholds);
         Statistics {
             last_second: sets.last_second,
             lifetime: sets.lifetime,

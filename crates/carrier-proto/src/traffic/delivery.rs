@@ -24,7 +24,7 @@
 //! estimate with one. Everything sent until the data in flight at that moment is delivered counts
 //! as application-limited.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The sampler's counters copied into a datagram when it is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +32,9 @@ pub(super) struct DeliverySnapshot {
     /// Bytes delivered when it was sent.
     pub(super) delivered: u64,
     /// `delivered_time` when it was sent.
-    pub(super) delivered_time: Instant,
+    pub(super) delivered_time: u64,
     /// `first_sent_time` when it was sent.
-    pub(super) first_sent_time: Instant,
+    pub(super) first_sent_time: u64,
     /// Whether the connection was application-limited when it was sent.
     pub(super) app_limited: bool,
 }
@@ -59,22 +59,27 @@ pub(super) struct RateSample {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Candidate {
     snapshot: DeliverySnapshot,
-    time_sent: Instant,
+    time_sent: u64,
 }
 
-/// Connection-wide delivery-rate sampler.
+/// Connection-wide delivery-rate sampler. Times are nanoseconds since the traffic control's
+/// creation (`crate::time`).
 #[derive(Clone, Debug)]
 pub(super) struct DeliveryRate {
     delivered: u64,
-    delivered_time: Instant,
-    first_sent_time: Instant,
+    delivered_time: u64,
+    first_sent_time: u64,
     /// Data counts as application-limited until `delivered` passes this; 0 = not limited.
     app_limited_until: u64,
 }
 
 /// `bytes / interval` in bytes per second, saturating; `None` for an empty interval.
 pub(super) fn rate(bytes: u64, interval: Duration) -> Option<u64> {
-    let nanos = interval.as_nanos();
+    per_second(bytes, interval.as_nanos())
+}
+
+/// [`rate`] with the interval in nanoseconds.
+fn per_second(bytes: u64, nanos: u128) -> Option<u64> {
     if nanos == 0 {
         return None;
     }
@@ -83,12 +88,12 @@ pub(super) fn rate(bytes: u64, interval: Duration) -> Option<u64> {
 }
 
 impl DeliveryRate {
-    /// A sampler for a connection created at `now`.
-    pub(super) fn new(now: Instant) -> Self {
+    /// A sampler for a connection created at time 0.
+    pub(super) fn new() -> Self {
         Self {
             delivered: 0,
-            delivered_time: now,
-            first_sent_time: now,
+            delivered_time: 0,
+            first_sent_time: 0,
             app_limited_until: 0,
         }
     }
@@ -103,7 +108,7 @@ impl DeliveryRate {
     /// Returns the snapshot to keep with the datagram.
     pub(super) fn on_sent(
         &mut self,
-        now: Instant,
+        now: u64,
         size: usize,
         in_flight_before: usize,
         app_limited: bool,
@@ -135,9 +140,9 @@ impl DeliveryRate {
     /// [`finish`](Self::finish): it lives only while one ACK is processed.
     pub(super) fn on_delivered(
         &mut self,
-        now: Instant,
+        now: u64,
         size: usize,
-        time_sent: Instant,
+        time_sent: u64,
         snapshot: DeliverySnapshot,
         candidate: &mut Option<Candidate>,
     ) {
@@ -162,26 +167,25 @@ impl DeliveryRate {
     pub(super) fn finish(
         &mut self,
         candidate: &mut Option<Candidate>,
-        min_rtt: Option<Duration>,
+        min_rtt: Option<u64>,
     ) -> Option<RateSample> {
         let c = candidate.take()?;
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
         }
         let delivered = self.delivered.saturating_sub(c.snapshot.delivered);
-        let send_elapsed = c
-            .time_sent
-            .saturating_duration_since(c.snapshot.first_sent_time);
+        let send_elapsed = c.time_sent.saturating_sub(c.snapshot.first_sent_time);
         let ack_elapsed = self
             .delivered_time
-            .saturating_duration_since(c.snapshot.delivered_time);
+            .saturating_sub(c.snapshot.delivered_time);
         let interval = send_elapsed.max(ack_elapsed);
         let long_enough = min_rtt.is_none_or(|m| interval >= m);
         let rate = if long_enough {
-            rate(delivered, interval)
+            per_second(delivered, u128::from(interval))
         } else {
             None
         };
+        let interval = Duration::from_nanos(interval);
         Some(RateSample {
             prior_delivered: c.snapshot.delivered,
             delivered,
@@ -200,24 +204,24 @@ impl DeliveryRate {
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)] // Tests need a real `Instant` as their origin.
-    fn base() -> Instant {
-        Instant::now()
+    fn base() -> u64 {
+        0
     }
 
-    const MS: Duration = Duration::from_millis(1);
+    const MS: u64 = 1_000_000;
+    const MS_D: Duration = Duration::from_millis(1);
 
     #[test]
     fn steady_flow_measures_its_rate() {
         // 1,000 bytes every millisecond, each acknowledged 40 ms after it left: 1 MB/s.
         let t0 = base();
-        let mut d = DeliveryRate::new(t0);
+        let mut d = DeliveryRate::new();
         let mut p = None;
         let mut snaps = Vec::new();
         let mut in_flight = 0usize;
         let mut last = None;
         for i in 0..200u32 {
-            let now = t0 + MS * i;
+            let now = t0 + MS * u64::from(i);
             snaps.push((now, d.on_sent(now, 1_000, in_flight, false)));
             in_flight += 1_000;
             if i >= 40 {
@@ -231,13 +235,13 @@ mod tests {
         assert!(!s.app_limited);
         let r = s.rate.unwrap();
         assert!((990_000..=1_010_000).contains(&r), "{s:?}");
-        assert!(s.interval >= 40 * MS, "{s:?}");
+        assert!(s.interval >= 40 * MS_D, "{s:?}");
     }
 
     #[test]
     fn idle_time_is_not_counted_and_short_samples_have_no_rate() {
         let t0 = base();
-        let mut d = DeliveryRate::new(t0);
+        let mut d = DeliveryRate::new();
         let mut p = None;
         let s0 = d.on_sent(t0, 1_000, 0, false);
         d.on_delivered(t0 + 10 * MS, 1_000, t0, s0, &mut p);
@@ -246,11 +250,11 @@ mod tests {
         assert_eq!(s.rate, None);
         assert_eq!(s.delivered, 1_000);
         // One second idle, then a datagram delivered after 50 ms: the idle second is not in it.
-        let t1 = t0 + Duration::from_secs(1);
+        let t1 = t0 + 1_000 * MS;
         let s1 = d.on_sent(t1, 1_000, 0, false);
         d.on_delivered(t1 + 50 * MS, 1_000, t1, s1, &mut p);
         let s = d.finish(&mut p, Some(40 * MS)).unwrap();
-        assert_eq!(s.interval, 50 * MS);
+        assert_eq!(s.interval, 50 * MS_D);
         assert_eq!(s.rate, Some(20_000));
         // Nothing delivered: no sample.
         assert_eq!(d.finish(&mut p, None), None);
@@ -259,7 +263,7 @@ mod tests {
     #[test]
     fn app_limited_marks_until_the_flight_is_delivered() {
         let t0 = base();
-        let mut d = DeliveryRate::new(t0);
+        let mut d = DeliveryRate::new();
         let mut p = None;
         let a = d.on_sent(t0, 1_000, 0, true);
         let b = d.on_sent(t0 + MS, 1_000, 1_000, false);
@@ -276,6 +280,6 @@ mod tests {
     fn rate_saturates_and_rejects_empty_intervals() {
         assert_eq!(rate(1, Duration::ZERO), None);
         assert_eq!(rate(u64::MAX, Duration::from_nanos(1)), Some(u64::MAX));
-        assert_eq!(rate(500, MS), Some(500_000));
+        assert_eq!(rate(500, MS_D), Some(500_000));
     }
 }

@@ -30,7 +30,7 @@
 //! - **Retransmission timeout**: the window falls to the minimum and grows back by the bytes
 //!   acknowledged (doubling per round trip) up to the model's window.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::congestion::{AckSummary, Controller};
 use super::delivery::rate;
@@ -239,8 +239,8 @@ impl OptNanos {
 }
 
 /// An instant of the controller in 8 bytes instead of 16: whole nanoseconds since its creation
-/// ([`Model::created`]). Instants are exact to the nanosecond, so with a clock that does not go
-/// back before the creation, [`Model::since`] gives exactly what
+/// (the traffic control's, `crate::time`). Instants are exact to the nanosecond, so with a clock
+/// that does not go back before the creation, [`Model::since`] gives exactly what
 /// `now.saturating_duration_since(instant)` gave (an instant before the creation would count as
 /// the creation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,8 +269,6 @@ pub(super) struct Model {
     /// RTT assumed before the first sample (sizes the first pacing rate).
     /// RTT assumed before the first sample, nanoseconds ([`OptNanos`]).
     initial_rtt: u64,
-    /// The epoch of every [`Stamp`].
-    created: Instant,
     mode: Mode,
     btl_bw: MaxFilter<{ BW_WINDOW_ROUNDS as usize }>,
     /// ACK aggregation: bytes acknowledged beyond `btl_bw × time` in the current epoch, and its
@@ -347,13 +345,8 @@ impl Model {
     }
 
     /// A controller for datagrams of at most `max_datagram_size` bytes, a window of at most
-    /// `max_window` bytes, created at `now`.
-    pub(super) fn new(
-        now: Instant,
-        max_datagram_size: usize,
-        max_window: usize,
-        initial_rtt: Duration,
-    ) -> Self {
+    /// `max_window` bytes, created at time 0.
+    pub(super) fn new(max_datagram_size: usize, max_window: usize, initial_rtt: Duration) -> Self {
         let size = max_datagram_size.max(1);
         let min_window = MIN_WINDOW_DATAGRAMS.saturating_mul(size);
         let max_window = max_window.max(min_window);
@@ -362,7 +355,6 @@ impl Model {
             max_datagram_size: size,
             max_window,
             initial_rtt: OptNanos::nanos(initial_rtt),
-            created: now,
             mode: Mode::Startup,
             btl_bw: MaxFilter::default(),
             extra_acked: MaxFilter::default(),
@@ -407,9 +399,9 @@ impl Model {
         model
     }
 
-    /// Time since creation at `now` (zero before it).
-    fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.created)
+    /// Time since creation at `now`.
+    fn age(now: u64) -> Duration {
+        Duration::from_nanos(now)
     }
 
     /// The instant of age `age` (see [`Self::age`]) as a [`Stamp`].
@@ -778,18 +770,18 @@ impl Model {
 }
 
 impl Controller for Model {
-    fn on_sent(&mut self, _now: Instant, _size: usize, bytes_in_flight: usize) {
+    fn on_sent(&mut self, _now: u64, _size: usize, bytes_in_flight: usize) {
         self.bytes_in_flight = bytes_in_flight;
     }
 
-    fn on_lost(&mut self, _now: Instant, size: usize) {
+    fn on_lost(&mut self, _now: u64, size: usize) {
         self.round_lost = self
             .round_lost
             .saturating_add(u64::try_from(size).unwrap_or(u64::MAX));
         self.loss_in_phase = true;
     }
 
-    fn on_spurious_loss(&mut self, _now: Instant, size: usize) {
+    fn on_spurious_loss(&mut self, _now: u64, size: usize) {
         // Take it back from this round, or from the rounds before if it was counted there.
         let size = u64::try_from(size).unwrap_or(u64::MAX);
         let here = size.min(self.round_lost);
@@ -798,9 +790,9 @@ impl Controller for Model {
         self.loss_window_settled = self.loss_window_settled.saturating_sub(size - here);
     }
 
-    fn on_ack(&mut self, now: Instant, ack: &AckSummary) {
+    fn on_ack(&mut self, now: u64, ack: &AckSummary) {
         // The time since creation, once: every step below works with it.
-        let age = self.age(now);
+        let age = Self::age(now);
         let prior_in_flight = ack.bytes_in_flight.saturating_add(ack.acked_bytes);
         self.bytes_in_flight = ack.bytes_in_flight;
         self.delivered = ack.delivered;
@@ -841,7 +833,7 @@ impl Controller for Model {
         self.set_cwnd(ack.acked_bytes);
     }
 
-    fn on_retransmission_timeout(&mut self, _now: Instant) {
+    fn on_retransmission_timeout(&mut self, _now: u64) {
         self.prior_cwnd = self.prior_cwnd.max(self.cwnd);
         self.cwnd = self.min_window();
     }

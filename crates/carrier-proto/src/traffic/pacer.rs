@@ -14,7 +14,7 @@
 //! one datagram per wake-up, at high rates about a millisecond of datagrams per wake-up, so the
 //! driver is not woken for every datagram (at 200 Mbit/s a datagram leaves every 55 µs).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Smallest burst the pacer allows after a pause, in datagrams of the largest size: the initial
 /// window, so the messages of one game tick leave together after an idle period.
@@ -22,19 +22,22 @@ pub(super) const PACING_BURST_DATAGRAMS: usize = 10;
 /// The burst at high rates, as time at the pacing rate.
 pub(super) const PACING_BURST_TIME: Duration = Duration::from_millis(1);
 
-/// Time to send `bytes` at `rate` bytes per second (saturating; zero rate → `Duration::MAX`).
-pub(super) fn transmit_time(bytes: u64, rate: u64) -> Duration {
+/// Time to send `bytes` at `rate` bytes per second, nanoseconds (saturating; zero rate →
+/// `u64::MAX`).
+pub(super) fn transmit_time(bytes: u64, rate: u64) -> u64 {
     if rate == 0 {
-        return Duration::MAX;
+        return u64::MAX;
     }
     let nanos = u128::from(bytes).saturating_mul(1_000_000_000) / u128::from(rate);
-    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
 /// The pacer of one connection.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Pacer {
-    release: Option<Instant>,
+    /// Nanoseconds since the traffic control's creation (`crate::time`), signed: the idle
+    /// credit can reach back before the creation, as it could with an `Instant`.
+    release: Option<i64>,
 }
 
 impl Pacer {
@@ -42,7 +45,7 @@ impl Pacer {
     /// bytes per second (`None`: not paced) and `max_datagram_size` sizes the burst.
     pub(super) fn on_sent(
         &mut self,
-        now: Instant,
+        now: u64,
         size: usize,
         rate: Option<u64>,
         max_datagram_size: usize,
@@ -58,21 +61,24 @@ impl Pacer {
         let size = u64::try_from(size).unwrap_or(u64::MAX);
         // This datagram is part of the burst: credit for idle time covers the rest of it.
         let credit = transmit_time(burst_bytes.saturating_sub(size), rate);
-        let earliest = now.checked_sub(credit).unwrap_or(now);
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let earliest = now.checked_sub_unsigned(credit).unwrap_or(now);
         let start = self.release.map_or(earliest, |r| r.max(earliest));
         let cost = transmit_time(size, rate);
-        self.release = start.checked_add(cost);
+        self.release = start.checked_add_unsigned(cost);
     }
 
     /// `None` if a datagram may leave now; otherwise when to try again (module docs: a little
     /// after `release` at high rates, so several datagrams leave per wake-up).
     pub(super) fn next_send_time(
         &self,
-        now: Instant,
+        now: u64,
         rate: Option<u64>,
         max_datagram_size: usize,
-    ) -> Option<Instant> {
-        let release = self.release.filter(|&r| r > now)?;
+    ) -> Option<u64> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        // Later than `now`, so positive.
+        let release = self.release.filter(|&r| r > now)?.unsigned_abs();
         let Some(rate) = rate.filter(|&r| r > 0) else {
             return Some(release);
         };
@@ -91,14 +97,15 @@ impl Pacer {
 mod tests {
     use super::*;
 
-    #[allow(clippy::disallowed_methods)] // Tests need a real `Instant` as their origin.
-    fn base() -> Instant {
-        Instant::now()
+    fn base() -> u64 {
+        0
     }
+
+    const MS: u64 = 1_000_000;
 
     #[test]
     fn spaces_datagrams_at_the_rate_after_a_small_burst() {
-        let t0 = base() + Duration::from_secs(1);
+        let t0 = base() + 1_000 * MS;
         let mut p = Pacer::default();
         // 1,000,000 B/s, 1,000-byte datagrams: a burst of 10, then one per millisecond.
         let mut now = t0;
@@ -111,31 +118,31 @@ mod tests {
         // The burst is spent: the next one waits a millisecond.
         assert_eq!(
             p.next_send_time(now, Some(1_000_000), 1_000).unwrap() - now,
-            Duration::from_millis(1)
+            MS
         );
         for _ in 0..10 {
             now = p.next_send_time(now, Some(1_000_000), 1_000).unwrap_or(now);
             p.on_sent(now, 1_000, Some(1_000_000), 1_000);
         }
         // Ten more over ten milliseconds.
-        assert!(now - t0 >= Duration::from_millis(9), "{:?}", now - t0);
-        assert!(now - t0 <= Duration::from_millis(10), "{:?}", now - t0);
+        assert!(now - t0 >= 9 * MS, "{:?}", now - t0);
+        assert!(now - t0 <= 10 * MS, "{:?}", now - t0);
         assert_eq!(
             p.next_send_time(now, Some(1_000_000), 1_000).unwrap() - now,
-            Duration::from_millis(1)
+            MS
         );
     }
 
     #[test]
     fn high_rates_wake_up_once_per_millisecond_of_data() {
-        let t0 = base() + Duration::from_secs(1);
+        let t0 = base() + 1_000 * MS;
         let mut p = Pacer::default();
         // 100 MB/s, 1,000-byte datagrams: 10 µs each; the burst is 1 ms = 100 datagrams.
         let rate = Some(100_000_000);
         let mut now = t0;
         let mut wakeups = 0;
         let mut sent = 0;
-        while now < t0 + Duration::from_millis(20) {
+        while now < t0 + 20 * MS {
             while p.next_send_time(now, rate, 1_000).is_none() {
                 p.on_sent(now, 1_000, rate, 1_000);
                 sent += 1;
@@ -156,7 +163,7 @@ mod tests {
         assert_eq!(p.next_send_time(t0, None, 1_000), None);
         p.on_sent(t0, 1_000, Some(0), 1_000);
         assert_eq!(p.next_send_time(t0, None, 1_000), None);
-        assert_eq!(transmit_time(1, 0), Duration::MAX);
-        assert_eq!(transmit_time(1_000, 1_000_000), Duration::from_millis(1));
+        assert_eq!(transmit_time(1, 0), u64::MAX);
+        assert_eq!(transmit_time(1_000, 1_000_000), MS);
     }
 }

@@ -102,6 +102,11 @@ impl RttEstimator {
     }
 
     /// Whether at least one sample was taken.
+    /// The minimum RTT, nanoseconds ([`RttEstimate::min`]).
+    pub(super) fn min_nanos(&self) -> u64 {
+        self.min
+    }
+
     pub(super) fn has_samples(&self) -> bool {
         self.has_samples
     }

@@ -12,12 +12,11 @@
 //! them. The counters of one-second periods are `u32` (saturating: 4 GiB or 4 G datagrams per
 //! second), the lifetime's `u64`.
 
-use std::time::{Duration, Instant};
+use super::StatsSet;
+use super::default::Sent;
 
-use super::{SentDatagram, StatsSet};
-
-/// Length of a statistics period.
-const PERIOD: Duration = Duration::from_secs(1);
+/// Length of a statistics period, nanoseconds (one second).
+const PERIOD_NANOS: u64 = 1_000_000_000;
 
 /// A saturating counter: `u64` for the lifetime, `u32` for one-second periods (4 GiB or 4 G
 /// packets per second saturate, far beyond what a connection carries; half the memory).
@@ -152,7 +151,7 @@ struct Pair<C: Count> {
 
 impl<C: Count> Pair<C> {
     /// A datagram was sent.
-    fn on_sent(&mut self, sent: &SentDatagram) {
+    fn on_sent(&mut self, sent: &Sent) {
         self.all.sent(sent.size, sent.resent_payload_bytes);
         if sent.payload_bytes > 0 {
             self.effective
@@ -161,7 +160,7 @@ impl<C: Count> Pair<C> {
     }
 
     /// A datagram was acknowledged for the first time.
-    fn on_acked(&mut self, sent: &SentDatagram) {
+    fn on_acked(&mut self, sent: &Sent) {
         self.all.acked(sent.size);
         if sent.payload_bytes > 0 {
             self.effective.acked(sent.payload_bytes);
@@ -169,7 +168,7 @@ impl<C: Count> Pair<C> {
     }
 
     /// A datagram was declared lost.
-    fn on_lost(&mut self, sent: &SentDatagram) {
+    fn on_lost(&mut self, sent: &Sent) {
         self.all.lost();
         if sent.payload_bytes > 0 {
             self.effective.lost();
@@ -217,7 +216,8 @@ pub(super) struct Sets {
 pub(super) struct StatsKeeper {
     /// End of the current period (its start + 1 s): most events fall before it, and checking
     /// that is one comparison.
-    period_end: Instant,
+    /// Nanoseconds since the traffic control's creation (`crate::time`).
+    period_end: u64,
     /// Counters of the current period.
     current: Pair<u32>,
     /// The counters of the last complete period and the RTT at its end, in milliseconds (the
@@ -228,9 +228,10 @@ pub(super) struct StatsKeeper {
 
 impl StatsKeeper {
     /// Statistics starting at `now`.
-    pub(super) fn new(now: Instant) -> Self {
+    /// A keeper for a connection created at time 0.
+    pub(super) fn new() -> Self {
         Self {
-            period_end: now.checked_add(PERIOD).unwrap_or(now),
+            period_end: PERIOD_NANOS,
             current: Pair::default(),
             last_second: (Pair::default(), 0.0),
             lifetime: Pair::default(),
@@ -239,22 +240,22 @@ impl StatsKeeper {
 
     /// Number of period boundaries (periods are one second long) between the start of the
     /// current period and `now`.
-    fn periods_passed(&self, now: Instant) -> u64 {
+    fn periods_passed(&self, now: u64) -> u64 {
         if now < self.period_end {
             0
         } else {
-            1 + now.duration_since(self.period_end).as_secs()
+            1 + (now - self.period_end) / PERIOD_NANOS
         }
     }
 
     /// Whether `now` is past the current period (the next [`roll`](Self::roll) moves).
-    pub(super) fn is_past(&self, now: Instant) -> bool {
+    pub(super) fn is_past(&self, now: u64) -> bool {
         now >= self.period_end
     }
 
     /// What the last second is at `now`, given `rtt_ms` is the RTT now (no sample was taken
     /// since the current period ended, because every event rolls first).
-    fn last_second_at(&self, now: Instant, rtt_ms: f32) -> (Pair<u32>, f32) {
+    fn last_second_at(&self, now: u64, rtt_ms: f32) -> (Pair<u32>, f32) {
         match self.periods_passed(now) {
             0 => self.last_second,
             1 => (self.current, rtt_ms),
@@ -265,35 +266,35 @@ impl StatsKeeper {
 
     /// Moves to the period containing `now`. Call before recording an event at `now`;
     /// `rtt_ms` is the RTT before that event, i.e. at the end of the period being closed.
-    pub(super) fn roll(&mut self, now: Instant, rtt_ms: f32) {
+    pub(super) fn roll(&mut self, now: u64, rtt_ms: f32) {
         let passed = self.periods_passed(now);
         if passed == 0 {
             return;
         }
         self.last_second = self.last_second_at(now, rtt_ms);
         self.current = Pair::default();
-        // `passed` whole seconds fit in the span between two Instants, so this cannot overflow;
-        // fall back to `now` rather than panic anyway.
-        self.period_end = self
-            .period_end
-            .checked_add(Duration::from_secs(passed))
+        // `passed` whole periods end at or before `now`, so this cannot overflow; fall back to
+        // `now` rather than panic anyway.
+        self.period_end = passed
+            .checked_mul(PERIOD_NANOS)
+            .and_then(|d| self.period_end.checked_add(d))
             .unwrap_or(now);
     }
 
     /// A datagram was sent.
-    pub(super) fn on_sent(&mut self, sent: &SentDatagram) {
+    pub(super) fn on_sent(&mut self, sent: &Sent) {
         self.current.on_sent(sent);
         self.lifetime.on_sent(sent);
     }
 
     /// A datagram was acknowledged for the first time.
-    pub(super) fn on_acked(&mut self, sent: &SentDatagram) {
+    pub(super) fn on_acked(&mut self, sent: &Sent) {
         self.current.on_acked(sent);
         self.lifetime.on_acked(sent);
     }
 
     /// A datagram was declared lost.
-    pub(super) fn on_lost(&mut self, sent: &SentDatagram) {
+    pub(super) fn on_lost(&mut self, sent: &Sent) {
         self.current.on_lost(sent);
         self.lifetime.on_lost(sent);
     }
@@ -313,7 +314,7 @@ impl StatsKeeper {
 
     /// The public sets as seen at `now` (rolling logically, without changing state).
     /// `thresholds` are those the connection factor is measured against.
-    pub(super) fn sets(&self, now: Instant, rtt_ms: f32, thresholds: Thresholds) -> Sets {
+    pub(super) fn sets(&self, now: u64, rtt_ms: f32, thresholds: Thresholds) -> Sets {
         let (pair, last_rtt_ms) = self.last_second_at(now, rtt_ms);
         let (last_second, effective_last_second) = pair.to_sets(last_rtt_ms, thresholds);
         let (lifetime, effective_lifetime) = self.lifetime.to_sets(rtt_ms, thresholds);
