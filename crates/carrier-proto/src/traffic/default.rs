@@ -35,6 +35,7 @@
 //! least [`RATE_CHANGE_RATIO`] (25 %), at most once per `max(srtt, RATE_CHANGE_MIN_INTERVAL)`
 //! (100 ms); the first estimate is reported too.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -347,6 +348,10 @@ pub struct DefaultTrafficControl {
     controller: Box<dyn Controller>,
     /// The creation instant: internal times are nanoseconds since it (`crate::time`).
     epoch: Instant,
+    /// The last instant converted and its nanoseconds: a connection gives one `now` to several
+    /// calls in a row (receive, ACK, send allowance, send), and comparing two instants costs
+    /// less than converting one.
+    last_now: Cell<(Instant, u64)>,
     delivery: DeliveryRate,
     pacer: Pacer,
     /// Ack-eliciting datagrams declared lost within the last `LOST_MEMORY_RTTS` RTTs, by number.
@@ -434,6 +439,7 @@ impl DefaultTrafficControl {
             rtt: RttEstimator::new(config.initial_rtt),
             controller,
             epoch: now,
+            last_now: Cell::new((now, 0)),
             delivery: DeliveryRate::new(),
             pacer: Pacer::default(),
             recently_lost: None,
@@ -468,7 +474,13 @@ impl DefaultTrafficControl {
     /// Closes the statistics period if `now` is past it.
     /// `t` in nanoseconds since the creation (`crate::time`).
     fn nanos_at(&self, t: Instant) -> u64 {
-        time::since(self.epoch, t)
+        let (last, n) = self.last_now.get();
+        if t == last {
+            return n;
+        }
+        let n = time::since(self.epoch, t);
+        self.last_now.set((t, n));
+        n
     }
 
     fn roll(&mut self, now: u64) {
