@@ -79,7 +79,7 @@ pub(super) fn rate(bytes: u64, interval: Duration) -> Option<u64> {
 }
 
 /// [`rate`] with the interval in nanoseconds.
-fn per_second(bytes: u64, nanos: u128) -> Option<u64> {
+pub(super) fn per_second(bytes: u64, nanos: u128) -> Option<u64> {
     if nanos == 0 {
         return None;
     }

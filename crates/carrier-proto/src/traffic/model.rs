@@ -33,7 +33,7 @@
 use std::time::Duration;
 
 use super::congestion::{AckSummary, Controller};
-use super::delivery::rate;
+use super::delivery::{per_second, rate};
 
 /// Pacing gain of Startup: 4 ln 2 ≈ 2.77 (BBRv3's value), enough to double the sending rate every
 /// round trip.
@@ -57,6 +57,8 @@ pub(super) const BW_WINDOW_ROUNDS: u64 = 10;
 /// `min_rtt` for this long (BBRv2's interval: a flow that joined behind another's queue learns
 /// the true minimum within seconds).
 pub(super) const MIN_RTT_WINDOW: Duration = Duration::from_secs(5);
+/// [`MIN_RTT_WINDOW`] in nanoseconds.
+const MIN_RTT_WINDOW_NANOS: u64 = MIN_RTT_WINDOW.as_nanos() as u64;
 /// How long ProbeRtt holds the small window (at least one round trip too).
 pub(super) const PROBE_RTT_DURATION: Duration = Duration::from_millis(200);
 /// The window during ProbeRtt, as a fraction of the BDP.
@@ -399,19 +401,24 @@ impl Model {
         model
     }
 
-    /// Time since creation at `now`.
-    fn age(now: u64) -> Duration {
-        Duration::from_nanos(now)
+    /// The instant of age `age` (nanoseconds since the creation) as a [`Stamp`] (saturating
+    /// below the [`OptNanos`] sentinel, as stamps always did).
+    fn stamp(age: u64) -> Stamp {
+        Stamp(age.min(u64::MAX - 1))
     }
 
-    /// The instant of age `age` (see [`Self::age`]) as a [`Stamp`].
-    fn stamp(age: Duration) -> Stamp {
-        Stamp(OptNanos::nanos(age))
+    /// `now.saturating_duration_since(s)` in nanoseconds, for `age` the age at `now`.
+    fn since(age: u64, s: Stamp) -> u64 {
+        age.saturating_sub(s.0)
     }
 
-    /// `now.saturating_duration_since(s)`, for `age` the age at `now`.
-    fn since(age: Duration, s: Stamp) -> Duration {
-        age.saturating_sub(Duration::from_nanos(s.0))
+    /// `min_rtt`, or the initial RTT before the first sample, in nanoseconds.
+    fn min_rtt_or_initial(&self) -> u64 {
+        if self.min_rtt == OptNanos::NONE {
+            self.initial_rtt
+        } else {
+            self.min_rtt.0
+        }
     }
 
     fn bdp(&self, gain: f64) -> Option<usize> {
@@ -449,14 +456,14 @@ impl Model {
 
     /// Measures ACK aggregation: within an epoch, the bytes acknowledged beyond what `btl_bw`
     /// explains. The epoch restarts when the ACKs fall behind the model.
-    fn update_ack_aggregation(&mut self, age: Duration, acked: usize) {
+    fn update_ack_aggregation(&mut self, age: u64, acked: usize) {
         let bw = self.btl_bw.get();
         if bw == 0 || acked == 0 {
             return;
         }
         let elapsed = Self::since(age, self.ack_epoch_start);
         let mut expected =
-            u64::try_from(u128::from(bw).saturating_mul(elapsed.as_nanos()) / 1_000_000_000)
+            u64::try_from(u128::from(bw).saturating_mul(u128::from(elapsed)) / 1_000_000_000)
                 .unwrap_or(u64::MAX);
         if self.ack_epoch_acked <= expected {
             // The ACKs are not ahead of the model: a new epoch starts.
@@ -532,19 +539,19 @@ impl Model {
         self.cwnd = self.cwnd.clamp(self.min_window(), self.max_window);
     }
 
-    fn enter_probe_bw(&mut self, age: Duration) {
+    fn enter_probe_bw(&mut self, age: u64) {
         self.mode = Mode::ProbeBw;
         self.cwnd_gain = CWND_GAIN;
         // Start in a phase that depends on the connection's age, so flows sharing a bottleneck
         // do not probe in lockstep (deterministic: no random source needed). Never the draining
         // phase: the flight is already at one BDP.
-        let r = (age.as_micros() % 7) as usize;
+        let r = (age / 1_000 % 7) as usize;
         self.enter_phase(age, if r == 0 { 0 } else { r + 1 });
     }
 
     /// Enters ProbeBw phase `index`. The probing gain is compensated for the random loss, so
     /// that a probe can find more bandwidth whatever the path loses at random.
-    fn enter_phase(&mut self, age: Duration, index: usize) {
+    fn enter_phase(&mut self, age: u64, index: usize) {
         self.cycle_index = u8::try_from(index).unwrap_or(u8::MAX);
         let gain = PROBE_BW_GAINS[index];
         self.pacing_gain = if gain > 1.0 {
@@ -557,9 +564,9 @@ impl Model {
     }
 
     /// Ends the round that is running: checks its congestion signals, then starts the next one.
-    fn end_round(&mut self, age: Duration) {
+    fn end_round(&mut self, age: u64) {
         let duration = Self::since(age, self.round_start_time);
-        let round_rate = rate(self.round_delivered, duration);
+        let round_rate = per_second(self.round_delivered, u128::from(duration));
         let settled = self.round_delivered.saturating_add(self.round_lost);
         self.loss_window_lost = self.loss_window_lost.saturating_add(self.round_lost);
         self.loss_window_settled = self.loss_window_settled.saturating_add(settled);
@@ -631,7 +638,7 @@ impl Model {
 
     /// Congestion: the estimate falls to `BACKOFF_BETA ×` what the last round delivered, and the
     /// draining phase empties the queue.
-    fn back_off(&mut self, age: Duration, round_rate: Option<u64>) {
+    fn back_off(&mut self, age: u64, round_rate: Option<u64>) {
         self.backoff_hold = self.round.saturating_add(BACKOFF_CHECK_ROUNDS);
         self.backoff_check = (self.round, self.round.saturating_add(BACKOFF_CHECK_ROUNDS));
         let bw = self.btl_bw.get();
@@ -661,7 +668,7 @@ impl Model {
         }
     }
 
-    fn check_drain(&mut self, age: Duration) {
+    fn check_drain(&mut self, age: u64) {
         if self.mode == Mode::Startup && self.filled_pipe {
             self.mode = Mode::Drain;
             self.pacing_gain = DRAIN_PACING_GAIN;
@@ -672,14 +679,11 @@ impl Model {
         }
     }
 
-    fn update_cycle(&mut self, age: Duration, prior_in_flight: usize, app_limited: bool) {
+    fn update_cycle(&mut self, age: u64, prior_in_flight: usize, app_limited: bool) {
         if self.mode != Mode::ProbeBw {
             return;
         }
-        let min_rtt = self
-            .min_rtt
-            .get()
-            .unwrap_or(Duration::from_nanos(self.initial_rtt));
+        let min_rtt = self.min_rtt_or_initial();
         let full_length = Self::since(age, self.cycle_start) > min_rtt;
         let gain = self.pacing_gain;
         let advance = if gain > 1.0 {
@@ -692,7 +696,7 @@ impl Model {
         } else if gain < 1.0 {
             // Drain until the flight is down to one BDP: at most one phase after a probe, at most
             // BACKOFF_DRAIN_PHASES after a back-off.
-            let limit = min_rtt.saturating_mul(self.drain_phases);
+            let limit = min_rtt.saturating_mul(u64::from(self.drain_phases));
             Self::since(age, self.cycle_start) > limit
                 || self.bytes_in_flight <= self.bdp(1.0).unwrap_or(0)
         } else {
@@ -713,14 +717,14 @@ impl Model {
     /// window passes without one, ProbeRtt drains the flight to half a BDP; the smallest sample
     /// seen then becomes `min_rtt` (higher than before if the path got longer). Until then the old
     /// value stays: a sample taken through a full queue never replaces it.
-    fn update_min_rtt(&mut self, age: Duration, sample: Option<Duration>, round_start: bool) {
+    fn update_min_rtt(&mut self, age: u64, sample: Option<Duration>, round_start: bool) {
         if let Some(sample) = sample
             && self.min_rtt.get().is_none_or(|m| sample <= m)
         {
             self.min_rtt = OptNanos::some(sample);
             self.min_rtt_stamp = Self::stamp(age);
         }
-        let expired = Self::since(age, self.min_rtt_stamp) > MIN_RTT_WINDOW;
+        let expired = Self::since(age, self.min_rtt_stamp) > MIN_RTT_WINDOW_NANOS;
         if expired && self.mode != Mode::ProbeRtt && self.min_rtt.get().is_some() {
             self.mode = Mode::ProbeRtt;
             self.pacing_gain = 1.0;
@@ -738,7 +742,8 @@ impl Model {
         }
         match self.probe_rtt_done.get() {
             None if self.bytes_in_flight <= self.probe_rtt_window() => {
-                self.probe_rtt_done = OptNanos::some(age.saturating_add(PROBE_RTT_DURATION));
+                self.probe_rtt_done =
+                    OptNanos::some(Duration::from_nanos(age).saturating_add(PROBE_RTT_DURATION));
                 self.probe_rtt_round_done = false;
                 // Only samples of datagrams sent from now on show the drained path.
                 self.probe_rtt_min = OptNanos::NONE;
@@ -750,7 +755,7 @@ impl Model {
                 if round_start {
                     self.probe_rtt_round_done = true;
                 }
-                if self.probe_rtt_round_done && age >= done {
+                if self.probe_rtt_round_done && Duration::from_nanos(age) >= done {
                     if let Some(min) = self.probe_rtt_min.get() {
                         self.min_rtt = OptNanos::some(min);
                     }
@@ -792,7 +797,7 @@ impl Controller for Model {
 
     fn on_ack(&mut self, now: u64, ack: &AckSummary) {
         // The time since creation, once: every step below works with it.
-        let age = Self::age(now);
+        let age = now;
         let prior_in_flight = ack.bytes_in_flight.saturating_add(ack.acked_bytes);
         self.bytes_in_flight = ack.bytes_in_flight;
         self.delivered = ack.delivered;
