@@ -266,6 +266,7 @@ impl Endpoint {
             local_wire_id,
             remote_wire_id: 0,
             now,
+            epoch: self.timers.epoch,
             config: Arc::clone(&self.config),
             limits: self.own_limits(),
             phase: Phase::Connecting(Box::new(Connecting {
@@ -480,6 +481,7 @@ impl Endpoint {
             local_wire_id,
             remote_wire_id: req.initiator_id,
             now,
+            epoch: self.timers.epoch,
             config: Arc::clone(&self.config),
             limits,
             phase: Phase::Accepting {
@@ -748,7 +750,7 @@ impl Endpoint {
         } else {
             debug_assert_eq!(
                 conn.scheduled,
-                conn.poll_timeout_with(None),
+                conn.poll_deadline(None).map(|(k, _)| k),
                 "deadline moved"
             );
         }
@@ -801,7 +803,7 @@ impl Endpoint {
         } else {
             debug_assert_eq!(
                 conn.scheduled,
-                conn.poll_timeout_with(None),
+                conn.poll_deadline(None).map(|(k, _)| k),
                 "deadline moved"
             );
         }
@@ -912,30 +914,31 @@ impl Timers {
         self.epoch + Duration::from_nanos(k)
     }
 
-    /// The entry of `t` for connection `id`, with [`Timers::instant`] of its key: `t` itself
-    /// unless the key clamped it (before the epoch, or saturated).
-    fn entry(&self, id: ConnectionId, t: Instant) -> ((u64, ConnectionId), Instant) {
+    /// Deadline `t` as its key and [`Timers::instant`] of that: `t` itself unless the key
+    /// clamped it (before the epoch, or saturated).
+    #[cfg(test)]
+    fn deadline(&self, t: Instant) -> (u64, Instant) {
         let k = self.key(t);
         let at = if k == 0 || k == u64::MAX {
             self.instant(k)
         } else {
             t
         };
-        ((k, id), at)
+        (k, at)
     }
 
-    /// Moves connection `id`'s entry from deadline `old` to deadline `new` (either may be none).
-    fn update(&mut self, id: ConnectionId, old: Option<Instant>, new: Option<Instant>) {
-        if let Some(t) = old {
+    /// Moves connection `id`'s entry from the deadline of key `old` to deadline `new`, a key and
+    /// the instant of that key (either may be none).
+    fn update(&mut self, id: ConnectionId, old: Option<u64>, new: Option<(u64, Instant)>) {
+        if let Some(k) = old {
             // A connection has one entry at most: if `first` is its, that is the one.
             if self.first.is_some_and(|((_, f), _)| f == id) {
                 self.first = None;
             } else {
-                let k = self.key(t);
                 self.set.remove(&(k, id));
             }
         }
-        let new = new.map(|t| self.entry(id, t));
+        let new = new.map(|(k, at)| ((k, id), at));
         match (self.first, new) {
             (Some(_), None) => {}
             (Some((f, _)), Some((n, at))) => {
@@ -993,19 +996,20 @@ fn schedule(id: ConnectionId, conn: &mut Connection, timers: &mut Timers) {
 }
 
 /// [`schedule`], given the keep-alive deadline if `poll_transmit` computed it
-/// (`Connection::poll_timeout_with`).
+/// (`Connection::poll_deadline`).
 fn schedule_with(
     id: ConnectionId,
     conn: &mut Connection,
     timers: &mut Timers,
-    keep_alive: Option<Option<Instant>>,
+    keep_alive: Option<Option<u64>>,
 ) {
-    let deadline = conn.poll_timeout_with(keep_alive);
-    if conn.scheduled == deadline {
+    let deadline = conn.poll_deadline(keep_alive);
+    let key = deadline.map(|(k, _)| k);
+    if conn.scheduled == key {
         return;
     }
     timers.update(id, conn.scheduled, deadline);
-    conn.scheduled = deadline;
+    conn.scheduled = key;
 }
 
 /// Moves a connection's pending events and delivered messages to the endpoint's queues.
@@ -1042,7 +1046,7 @@ mod tests {
             first: None,
         };
         let mut reference: BTreeSet<(u64, ConnectionId)> = BTreeSet::new();
-        let mut scheduled: Vec<Option<Instant>> = vec![None; 5];
+        let mut scheduled: Vec<Option<u64>> = vec![None; 5];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for step in 0..5_000 {
             x ^= x << 13;
@@ -1050,18 +1054,19 @@ mod tests {
             x ^= x << 17;
             let slot = (x % 5) as usize;
             let id = ConnectionId::from_raw(slot as u64 + 1);
-            let new = (!x.is_multiple_of(7)).then(|| epoch + Duration::from_nanos((x >> 8) % 50));
+            let new = (!x.is_multiple_of(7))
+                .then(|| timers.deadline(epoch + Duration::from_nanos((x >> 8) % 50)));
             let old = scheduled[slot];
-            if old == new {
+            if old == new.map(|(k, _)| k) {
                 continue;
             }
             timers.update(id, old, new);
-            scheduled[slot] = new;
-            if let Some(t) = old {
-                reference.remove(&(timers.key(t), id));
+            scheduled[slot] = new.map(|(k, _)| k);
+            if let Some(k) = old {
+                reference.remove(&(k, id));
             }
-            if let Some(t) = new {
-                reference.insert((timers.key(t), id));
+            if let Some((k, _)) = new {
+                reference.insert((k, id));
             }
             let expected = reference.first().map(|&e| (e, timers.instant(e.0)));
             assert_eq!(timers.first, expected, "step {step}");

@@ -167,7 +167,7 @@ impl Connection {
         if !self.timeouts_enabled || !matches!(self.phase, Phase::Connected) {
             return;
         }
-        let silent = now.saturating_duration_since(self.last_received);
+        let silent = Duration::from_nanos(self.nanos_at(now).saturating_sub(self.last_received));
         if silent > self.config.connection_timeout.mul_f32(factor) || self.is_unhealthy(factor) {
             tracing::debug!(id = %self.id, ?silent, "dropped by the network-failure evaluation");
             self.close(now, DisconnectReason::BadConnection);

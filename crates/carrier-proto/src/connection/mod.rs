@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::time::{self, nanos};
+
 use crate::ack::AckRanges;
 use crate::frame::{Frame, MAX_SMALL_MESSAGE_HEADER};
 use crate::packet::{CHECKSUM_LEN, COOKIE_LEN, DATA_HEADER_LEN, Limits};
@@ -159,12 +161,13 @@ pub struct Connection {
     budget: RecvBudget,
     // Acknowledgements we owe (docs/protocol.md §7.1, §12).
     ack_ranges: AckRanges,
-    largest_received_at: Option<Instant>,
+    /// Times in nanoseconds since `epoch` (`crate::time`).
+    largest_received_at: Option<u64>,
     ack_pending: bool,
     unacked_eliciting: u32,
     /// Lazily acknowledged packets received since our last ACK (docs/protocol.md §12).
     unacked_lazy: u32,
-    ack_deadline: Option<Instant>,
+    ack_deadline: Option<u64>,
     // Packets we sent.
     next_pn: u64,
     ledger_base: u64,
@@ -173,13 +176,18 @@ pub struct Connection {
     /// costs inline then (a `Vec` is three words).
     #[allow(clippy::box_collection)]
     frame_pool: Option<Box<Vec<Vec<ReliableFrame>>>>,
-    last_received: Instant,
+    last_received: u64,
     /// When this side last sent an ack-eliciting packet.
-    last_sent: Instant,
+    last_sent: u64,
     /// When this side last sent any packet (an ACK alone included).
-    last_sent_any: Instant,
+    last_sent_any: u64,
+    /// The endpoint's epoch (its creation): the times above are nanoseconds since it
+    /// (`crate::time`), as are the keys of the endpoint's timers.
+    epoch: Instant,
     /// The latest `now` this connection was given (sends are stamped with it).
     clock: Instant,
+    /// `clock` in nanoseconds since `epoch`.
+    clock_nanos: u64,
     /// When pacing lets held-back data leave (set by the last `poll_transmit`).
     pacing_wait: Option<Instant>,
     /// Acceptor: Accept to (re)send, with the handshake reply.
@@ -193,8 +201,8 @@ pub struct Connection {
     /// The endpoint's scratch buffers while it calls this connection ([`Scratch`]); `None`
     /// between calls, unless something was queued outside a call (then its own, see [`lent`]).
     lent: Option<Box<Scratch>>,
-    /// The endpoint's bookkeeping: this connection's entry in its timer set.
-    pub(crate) scheduled: Option<Instant>,
+    /// The endpoint's bookkeeping: the key of this connection's entry in its timer set.
+    pub(crate) scheduled: Option<u64>,
     /// The endpoint's bookkeeping: whether this connection waits in its round-robin queue.
     pub(crate) in_ready: bool,
     /// When buffer capacity may next be released (`release_memory`).
@@ -229,6 +237,8 @@ pub(crate) struct NewConnection {
     pub local_wire_id: u32,
     pub remote_wire_id: u32,
     pub now: Instant,
+    /// The endpoint's epoch ([`Connection::epoch`]).
+    pub epoch: Instant,
     pub config: Arc<EndpointConfig>,
     pub limits: Limits,
     pub phase: Phase,
@@ -241,6 +251,7 @@ impl Connection {
             .traffic_control
             .new_connection(n.now, usize::from(n.limits.max_datagram_size));
         let initial = cfg.initial_sequence;
+        let created = time::since(n.epoch, n.now);
         let mut conn = Connection {
             id: n.id,
             side: n.side,
@@ -270,10 +281,12 @@ impl Connection {
             ledger_base: initial,
             ledger: VecDeque::new(),
             frame_pool: None,
-            last_received: n.now,
-            last_sent: n.now,
-            last_sent_any: n.now,
+            last_received: created,
+            last_sent: created,
+            last_sent_any: created,
+            epoch: n.epoch,
             clock: n.now,
+            clock_nanos: created,
             pacing_wait: None,
             accept_reply: None,
             send_accept: false,
@@ -435,7 +448,7 @@ impl Connection {
     pub(crate) fn set_timeouts_enabled(&mut self, on: bool, now: Instant) {
         if on && !self.timeouts_enabled {
             // Do not punish the time spent with detection off.
-            self.last_received = now;
+            self.last_received = self.nanos_at(now);
         }
         self.timeouts_enabled = on;
     }
@@ -494,7 +507,7 @@ impl Connection {
     }
 
     /// Whether queueing a message can move the connection's deadline
-    /// ([`poll_timeout_with`](Self::poll_timeout_with)): only the pacing wait depends on the
+    /// ([`poll_deadline`](Self::poll_deadline)): only the pacing wait depends on the
     /// send queue, and only while it is empty (it counts once something waits).
     pub(crate) fn send_moves_deadline(&self) -> bool {
         self.pacing_wait.is_some() && !self.send.has_pending()
@@ -600,13 +613,22 @@ impl Connection {
     }
 
     /// The connection's next deadline, given the keep-alive deadline if it is known already
-    /// (`poll_transmit` computed it and nothing changed since), else `None`.
-    pub(crate) fn poll_timeout_with(&self, keep_alive: Option<Option<Instant>>) -> Option<Instant> {
+    /// (`poll_transmit` computed it and nothing changed since), else `None`: its nanoseconds
+    /// since the epoch (its timer key: the endpoint's epoch is the connection's) and the instant
+    /// of that.
+    pub(crate) fn poll_deadline(&self, keep_alive: Option<Option<u64>>) -> Option<(u64, Instant)> {
         debug_assert!(
             keep_alive.is_none_or(|k| k == self.keep_alive_deadline()),
             "stale keep-alive deadline"
         );
+        // Deadlines kept as instants, and the connection's own ones in nanoseconds.
         let mut t = Deadline::default();
+        let mut own: Option<u64> = None;
+        let mut add = |d: Option<u64>| {
+            if let Some(d) = d {
+                own = Some(own.map_or(d, |o| o.min(d)));
+            }
+        };
         match &self.phase {
             Phase::Connecting(c) => {
                 t.add(Some(c.next_retry));
@@ -620,12 +642,12 @@ impl Connection {
                 }
             }
             Phase::Connected => {
-                t.add(self.ack_deadline);
-                t.add(self.tc.poll_timeout());
-                t.add(keep_alive.unwrap_or_else(|| self.keep_alive_deadline()));
+                add(keep_alive.unwrap_or_else(|| self.keep_alive_deadline()));
+                add(self.ack_deadline);
                 if self.timeouts_enabled {
-                    t.add(Some(self.last_received + self.config.connection_timeout));
+                    add(Some(self.connection_timeout_deadline()));
                 }
+                t.add(self.tc.poll_timeout());
                 t.add(self.health_deadline());
                 if self.send.has_pending() {
                     t.add(self.pacing_wait);
@@ -634,26 +656,73 @@ impl Connection {
             Phase::Closing(c) => {
                 t.add(Some(c.until));
                 t.add(Some(c.next_send));
-                t.add(self.ack_deadline);
+                add(self.ack_deadline);
             }
             Phase::Draining { until } => {
                 t.add(Some(*until));
-                t.add(self.ack_deadline);
+                add(self.ack_deadline);
             }
             Phase::Refused(r) => {
                 t.add(Some(r.until));
-                t.add(self.ack_deadline);
+                add(self.ack_deadline);
             }
             Phase::Closed => {}
         }
-        t.0
+        match (own, t.0) {
+            (None, None) => None,
+            (Some(o), None) => Some((o, self.instant_at(o))),
+            (None, Some(f)) => Some(self.deadline_of(f)),
+            (Some(o), Some(f)) => {
+                let at = self.instant_at(o);
+                Some(if at <= f {
+                    (o, at)
+                } else {
+                    self.deadline_of(f)
+                })
+            }
+        }
+    }
+
+    /// Deadline `t` in nanoseconds since the epoch, with the instant of that: `t` itself unless
+    /// the conversion clamped it (before the epoch, or saturated).
+    fn deadline_of(&self, t: Instant) -> (u64, Instant) {
+        let k = self.nanos_at(t);
+        if k == 0 || k == u64::MAX {
+            (k, self.instant_at(k))
+        } else {
+            (k, t)
+        }
     }
 
     /// The connection learns the time: its clock moves forward (never back), and messages
     /// queued since it last learned the time get their queueing time (`SendState::stamp`).
     fn advance_clock(&mut self, now: Instant) {
-        self.clock = self.clock.max(now);
+        if now > self.clock {
+            self.clock = now;
+            self.clock_nanos = time::since(self.epoch, now);
+        }
         self.send.stamp(self.clock);
+    }
+
+    /// `t` in nanoseconds since the creation (`crate::time`); the clock's own instant costs a
+    /// comparison.
+    pub(crate) fn nanos_at(&self, t: Instant) -> u64 {
+        if t == self.clock {
+            self.clock_nanos
+        } else {
+            time::since(self.epoch, t)
+        }
+    }
+
+    /// The instant `n` nanoseconds after the creation.
+    fn instant_at(&self, n: u64) -> Instant {
+        time::instant(self.epoch, n)
+    }
+
+    /// When the connection times out without hearing from the peer, nanoseconds (saturating).
+    fn connection_timeout_deadline(&self) -> u64 {
+        self.last_received
+            .saturating_add(nanos(self.config.connection_timeout))
     }
 
     /// Fires the deadlines that have passed.
@@ -670,9 +739,8 @@ impl Connection {
                 }
             }
             Phase::Connected => {
-                if self.timeouts_enabled
-                    && now >= self.last_received + self.config.connection_timeout
-                {
+                let now_nanos = self.nanos_at(now);
+                if self.timeouts_enabled && now_nanos >= self.connection_timeout_deadline() {
                     tracing::debug!(id = %self.id, "connection timed out");
                     self.mark_timed_out();
                     self.close(now, DisconnectReason::BadConnection);
@@ -682,7 +750,11 @@ impl Connection {
                 if !matches!(self.phase, Phase::Connected) {
                     return;
                 }
-                if now >= self.last_sent + self.config.keep_alive_interval {
+                if now_nanos
+                    >= self
+                        .last_sent
+                        .saturating_add(nanos(self.config.keep_alive_interval))
+                {
                     // Idle: nothing ack-eliciting sent for a keep-alive interval. The vectors
                     // pooled for packets in flight are given back (idle memory stays small).
                     self.frame_pool = None;

@@ -14,6 +14,7 @@ use crate::packet::{Accept, Challenge, DataHeader, Reject};
 use crate::recv::{
     FragmentInfo, IncomingMessage, RecvOutcome, RecvStream, fragmented_message_cost,
 };
+use crate::time::nanos;
 use crate::{
     ChannelId, DisconnectReason, DropReason, Event, Message, Priority, Reliability, StreamKey, seq,
 };
@@ -91,8 +92,8 @@ impl Connection {
         self.apply_limits(agreed);
         self.phase = Phase::Connected;
         self.start_health_checks(now);
-        self.last_received = now;
-        self.last_sent = now;
+        self.last_received = self.nanos_at(now);
+        self.last_sent = self.last_received;
         lent(&mut self.lent)
             .events
             .push_back(Event::ConnectionEstablished { id: self.id });
@@ -128,8 +129,8 @@ impl Connection {
                 self.start_health_checks(now);
                 self.accept_reply = Some(reply.into_boxed_slice());
                 self.send_accept = true;
-                self.last_received = now;
-                self.last_sent = now;
+                self.last_received = self.nanos_at(now);
+                self.last_sent = self.last_received;
                 lent(&mut self.lent)
                     .events
                     .push_back(Event::ConnectionEstablished { id: self.id });
@@ -324,11 +325,12 @@ impl Connection {
         }
         let is_largest = self.ack_ranges.largest().is_none_or(|l| pn > l);
         self.ack_ranges.insert(pn);
+        let now_nanos = self.nanos_at(now);
         if is_largest {
-            self.largest_received_at = Some(now);
+            self.largest_received_at = Some(now_nanos);
         }
         self.ack_pending = true;
-        self.last_received = now;
+        self.last_received = now_nanos;
         // docs/protocol.md §12: reliable data and IMMEDIATE_ACK are acknowledged promptly
         // (within max_ack_delay, at once after two such packets); packets with only
         // unreliable messages or PINGs lazily (within lazy_ack_delay, or max_ack_delay after
@@ -341,9 +343,9 @@ impl Connection {
         let at = if prompt {
             self.unacked_eliciting += 1;
             Some(if self.unacked_eliciting >= 2 {
-                now
+                now_nanos
             } else {
-                now + self.config.max_ack_delay
+                now_nanos.saturating_add(nanos(self.config.max_ack_delay))
             })
         } else if frames
             .iter()
@@ -351,9 +353,11 @@ impl Connection {
         {
             self.unacked_lazy += 1;
             Some(if self.unacked_lazy >= LAZY_ACK_PACKETS {
-                now + self.config.max_ack_delay
+                now_nanos.saturating_add(nanos(self.config.max_ack_delay))
             } else {
-                now + self.config.lazy_ack_delay.max(self.config.max_ack_delay)
+                now_nanos.saturating_add(nanos(
+                    self.config.lazy_ack_delay.max(self.config.max_ack_delay),
+                ))
             })
         } else {
             None
@@ -479,6 +483,6 @@ impl Connection {
         }
         self.disconnect_due = false;
         // Acknowledge at once so the peer can stop resending.
-        self.ack_deadline = Some(now);
+        self.ack_deadline = Some(self.nanos_at(now));
     }
 }

@@ -11,6 +11,7 @@ use crate::ack;
 use crate::frame::{EncodeContext, FRAME_ACK, FRAME_DISCONNECT, FRAME_IMMEDIATE_ACK, FRAME_PING};
 use crate::packet::{Accept, ConnectRequest, DataHeader, Reject};
 use crate::seq;
+use crate::time::{checked_nanos, nanos};
 use crate::traffic::{SendAllowance, SentDatagram};
 use crate::wire::Writer;
 
@@ -18,13 +19,13 @@ impl Connection {
     /// Writes the next datagram this connection wants to send into `buf` and returns its
     /// length, or `None` when it has nothing to send now. Call until `None` after any input.
     /// When it has nothing to send, `keep_alive` may receive the keep-alive deadline it
-    /// computed on the way, for `poll_timeout_with` right after
+    /// computed on the way, for `poll_deadline` right after
     /// (the endpoint asks for both after every datagram received).
     pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        keep_alive: &mut Option<Option<Instant>>,
+        keep_alive: &mut Option<Option<u64>>,
     ) -> Option<usize> {
         self.advance_clock(now);
         match &mut self.phase {
@@ -98,8 +99,9 @@ impl Connection {
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        keep_alive: &mut Option<Option<Instant>>,
+        keep_alive: &mut Option<Option<u64>>,
     ) -> Option<usize> {
+        let now_nanos = self.nanos_at(now);
         if self.ack_ranges.is_empty() {
             // Everything we received was acknowledged and forgotten.
             self.ack_pending = false;
@@ -108,14 +110,14 @@ impl Connection {
         let connected = matches!(self.phase, Phase::Connected);
         let ack_due = self.ack_pending
             && !self.ack_ranges.is_empty()
-            && self.ack_deadline.is_some_and(|d| d <= now);
+            && self.ack_deadline.is_some_and(|d| d <= now_nanos);
         let disconnect_due = self.disconnect_due && matches!(self.phase, Phase::Closing(_));
         let keep_alive_at = if connected {
             self.keep_alive_deadline()
         } else {
             None
         };
-        let keep_alive_due = keep_alive_at.is_some_and(|t| t <= now);
+        let keep_alive_due = keep_alive_at.is_some_and(|t| t <= now_nanos);
         // Nothing owed and nothing queued (the common poll, e.g. right after a packet went
         // out): the same answer as below without asking traffic control for an allowance.
         if !(ack_due || disconnect_due || keep_alive_due || self.send.has_pending()) {
@@ -191,7 +193,7 @@ impl Connection {
             let end = (pos + room).min(cap);
             let delay = self
                 .largest_received_at
-                .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
+                .map_or(0, |t| now_nanos.saturating_sub(t) / 1_000);
             let written = {
                 let (head, _) = buf.split_at_mut(end);
                 let mut w = Writer::new(&mut head[pos..]);
@@ -252,7 +254,10 @@ impl Connection {
         }
         // PING keeps an idle connection alive, and rides on an ACK once half the probe interval
         // has passed, so both sides keep measuring the RTT (docs/protocol.md §12).
-        let probe_soon = now >= self.last_sent + self.rtt_probe_interval() / 2;
+        let probe_soon = now_nanos
+            >= self
+                .last_sent
+                .saturating_add(nanos(self.rtt_probe_interval() / 2));
         let only_ack = pos > crate::packet::DATA_HEADER_LEN;
         if (keep_alive_due || (probe_soon && only_ack)) && !ack_eliciting && pos < cap {
             buf[pos] = FRAME_PING;
@@ -274,9 +279,9 @@ impl Connection {
             return None;
         };
         self.next_pn += 1;
-        self.last_sent_any = now;
+        self.last_sent_any = now_nanos;
         if ack_eliciting {
-            self.last_sent = now;
+            self.last_sent = now_nanos;
         }
         // The peer may acknowledge it lazily unless it carries reliable data, a DISCONNECT or
         // IMMEDIATE_ACK (docs/protocol.md §12).
@@ -323,7 +328,7 @@ impl Connection {
             && self.ack_deadline.is_none()
             && self.pacing_wait.is_none()
             && !self.send.has_pending()
-            && self.scheduled.is_none_or(|d| d > now))
+            && self.scheduled.is_none_or(|d| d > self.nanos_at(now)))
     }
 
     /// How often, at the latest, this side sends an ack-eliciting packet while connected, so
@@ -342,13 +347,14 @@ impl Connection {
     /// When a keep-alive is due (docs/protocol.md §12): `keep_alive_interval` after the last
     /// packet sent unless an ACK is already scheduled (it goes out then), and at the latest
     /// one RTT probe interval after the last ack-eliciting packet.
-    pub(super) fn keep_alive_deadline(&self) -> Option<Instant> {
-        let probe = self.last_sent.checked_add(self.rtt_probe_interval());
+    /// Nanoseconds since the creation; none past `u64::MAX`.
+    pub(super) fn keep_alive_deadline(&self) -> Option<u64> {
+        let probe =
+            checked_nanos(self.rtt_probe_interval()).and_then(|d| self.last_sent.checked_add(d));
         let idle = match self.ack_deadline {
             Some(_) if self.ack_pending => None,
-            _ => self
-                .last_sent_any
-                .checked_add(self.config.keep_alive_interval),
+            _ => checked_nanos(self.config.keep_alive_interval)
+                .and_then(|d| self.last_sent_any.checked_add(d)),
         };
         match (probe, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
