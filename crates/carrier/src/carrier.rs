@@ -777,6 +777,53 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Datagrams a coalescing window must gather on average for coalescing to pay: below, the
+/// timer wake-ups that end the windows cost more than the wake-ups by datagrams they save
+/// (measured: 2,000 datagrams a second over 100 connections cost 40 % more CPU with 1 ms windows,
+/// 20,000 over 1,000 connections about half).
+const COALESCE_MIN_PER_WINDOW: u64 = 4;
+
+/// The carrier thread's estimate of how densely datagrams arrive, over periods of at least
+/// [`Self::MIN_PERIOD`] (and two windows).
+struct ArrivalRate {
+    window: Duration,
+    period: Duration,
+    since: Instant,
+    count: u64,
+    dense: bool,
+}
+
+impl ArrivalRate {
+    const MIN_PERIOD: Duration = Duration::from_millis(10);
+
+    fn new(now: Instant, window: Duration) -> Self {
+        ArrivalRate {
+            window,
+            period: (window * 2).max(Self::MIN_PERIOD),
+            since: now,
+            count: 0,
+            dense: false,
+        }
+    }
+
+    /// Counts `received` datagrams at `now`; returns whether the last full period saw at least
+    /// [`COALESCE_MIN_PER_WINDOW`] per window (always `false` with coalescing off).
+    fn record(&mut self, now: Instant, received: usize) -> bool {
+        if self.window.is_zero() {
+            return false;
+        }
+        self.count += received as u64;
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= self.period {
+            let windows = (elapsed.as_nanos() / self.window.as_nanos().max(1)).max(1);
+            self.dense = u128::from(self.count) >= u128::from(COALESCE_MIN_PER_WINDOW) * windows;
+            self.since = now;
+            self.count = 0;
+        }
+        self.dense
+    }
+}
+
 struct ThreadConfig {
     cpu: i32,
     priority: i32,
@@ -812,6 +859,7 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
     let mut next_tick = now() + cfg.tick;
     let mut watchdog_fired_at: Option<u64> = None;
     let mut shutdown_deadline: Option<Instant> = None;
+    let mut arrivals = ArrivalRate::new(now(), cfg.coalesce);
     loop {
         let t = now();
         let deadline = io.turn(shared, t);
@@ -864,8 +912,11 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
         // under way when it began to wait). Deadlines due meanwhile wait for the window's end
         // too: with many connections their timers (acknowledgement delays, keep-alives) are
         // due every few microseconds, and a turn for each would undo the coalescing.
+        // Only while datagrams arrive densely enough for a window to gather several: a wake-up
+        // by the window's timer costs more than one by an arriving datagram.
+        let dense = arrivals.record(t, io.received());
         let coalesced = cfg.instant
-            && !cfg.coalesce.is_zero()
+            && dense
             && io.coalescible()
             && io.wait_coalescing(shared, t + cfg.coalesce, now());
         if !coalesced {

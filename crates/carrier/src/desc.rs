@@ -159,8 +159,10 @@ pub struct CarrierDesc {
     /// Receive coalescing of the carrier thread with instant response, microseconds (Carrier's;
     /// default 1,000; 0 = off; at most 10,000).
     ///
-    /// Like a network card's interrupt moderation: after a turn that found datagrams waiting
-    /// and sent nothing in answer to them, while no game thread is blocked in
+    /// Like a network card's interrupt moderation: while datagrams arrive densely (at least four
+    /// per window on average over the last 10 ms, or two windows if longer), after a turn that
+    /// found datagrams waiting and sent nothing in answer to them, while no game thread is
+    /// blocked in
     /// [`Carrier::wait_message`](crate::Carrier::wait_message) or
     /// [`wait_event`](crate::Carrier::wait_event), the carrier thread lets further datagrams
     /// gather in the socket for this long before it looks again, so that a server receiving
@@ -176,6 +178,9 @@ pub struct CarrierDesc {
     ///
     /// On the `connections` benchmark (1,000 clients × 20 datagrams a second) the carrier
     /// thread wakes about 1,100 times a second instead of about 20,000 (docs/performance.md).
+    /// Sparser traffic (100 clients, 2,000 datagrams a second) is left alone: there a window
+    /// gathers one or two datagrams, and the timer wake-up that ends it cost more CPU than the
+    /// wake-ups it saved.
     pub thread_receive_coalescing_us: u32,
     /// A custom traffic control (original `m_trafficControl`); `None` = the default.
     pub traffic_control: Option<Arc<dyn TrafficControlFactory>>,

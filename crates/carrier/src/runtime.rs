@@ -575,6 +575,11 @@ impl Io {
         }
     }
 
+    /// Datagrams the last turn received.
+    pub(crate) fn received(&self) -> usize {
+        self.received
+    }
+
     /// Whether the last turn is one after which receives may be coalesced
     /// ([`CarrierDesc::thread_receive_coalescing_us`](crate::CarrierDesc)): it found datagrams
     /// waiting, drained the socket, and they asked for no answer.
