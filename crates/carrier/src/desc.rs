@@ -152,12 +152,12 @@ pub struct CarrierDesc {
     /// nearly every datagram that arrives when it is idle, each wake-up a turn on cold caches:
     /// a server receiving 20,000 small datagrams a second from 1,000 clients used 1.9× the CPU
     /// of a bare UDP server that way. [`thread_receive_coalescing_us`](Self::thread_receive_coalescing_us)
-    /// (on by default) lets such datagrams gather for up to 1 ms while no game thread waits
+    /// (on by default) lets such datagrams gather for up to 2 ms while no game thread waits
     /// for them, which brought that server to the CPU of the bare UDP one
     /// (docs/performance.md, `connections`).
     pub thread_instant_response: bool,
     /// Receive coalescing of the carrier thread with instant response, microseconds (Carrier's;
-    /// default 1,000; 0 = off; at most 10,000).
+    /// default 2,000; 0 = off; at most 10,000).
     ///
     /// Like a network card's interrupt moderation: while datagrams arrive densely (at least four
     /// per window on average over the last 10 ms, or two windows if longer), after a turn that
@@ -177,7 +177,7 @@ pub struct CarrierDesc {
     /// for the acknowledgements) is not followed by a window, so bulk transfers are not slowed.
     ///
     /// On the `connections` benchmark (1,000 clients × 20 datagrams a second) the carrier
-    /// thread wakes about 1,100 times a second instead of about 20,000 (docs/performance.md).
+    /// thread wakes about 500 times a second instead of about 20,000 (docs/performance.md).
     /// Sparser traffic (100 clients, 2,000 datagrams a second) is left alone: there a window
     /// gathers one or two datagrams, and the timer wake-up that ends it cost more CPU than the
     /// wake-ups it saved.
@@ -241,7 +241,7 @@ impl Default for CarrierDesc {
             thread_priority: INHERIT_PRIORITY,
             thread_update_time_ms: 30,
             thread_instant_response: true,
-            thread_receive_coalescing_us: 1_000,
+            thread_receive_coalescing_us: 2_000,
             traffic_control: None,
             max_connections: u32::MAX,
             connection_retry_interval_base_ms: 10,
