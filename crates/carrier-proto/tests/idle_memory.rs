@@ -198,9 +198,9 @@ fn heap_per_idle_connection(n: usize) -> isize {
     per_conn
 }
 
-/// The bound this test enforces: the issue-6 target. The endpoint measures 1,855 B per idle
-/// connection (a `Connection` of 480 B, the default traffic control's 640 B and its congestion
-/// model's 472 B, one entry of each sent ledger (80 B and 48 B), the endpoint's tables).
+/// The bound this test enforces: the issue-6 target. The endpoint measures 1,847 B per idle
+/// connection (session 4: the `Connection`, the default traffic control and its congestion
+/// model, one entry of each sent ledger, the endpoint's tables).
 const MAX_HEAP_PER_IDLE_CONNECTION: isize = 2_048;
 
 #[test]
