@@ -744,16 +744,7 @@ impl Endpoint {
             .ok_or(SendError::UnknownConnection(id))?;
         let moves = conn.send_moves_deadline();
         conn.send(StreamKey { channel, priority }, reliability, payload.into())?;
-        queue_ready(id, conn, &mut self.ready);
-        if moves {
-            schedule(id, conn, &mut self.timers);
-        } else {
-            debug_assert_eq!(
-                conn.scheduled,
-                conn.poll_deadline(None).map(|(k, _)| k),
-                "deadline moved"
-            );
-        }
+        queued(id, conn, moves, &mut self.ready, &mut self.timers);
         Ok(())
     }
 
@@ -797,16 +788,7 @@ impl Endpoint {
         // Per message: one map lookup, and the timer set is touched only if the deadline moves.
         let moves = conn.send_moves_deadline();
         conn.enqueue_checked(key, reliability, self.tx_arena.copy(payload));
-        queue_ready(id, conn, &mut self.ready);
-        if moves {
-            schedule(id, conn, &mut self.timers);
-        } else {
-            debug_assert_eq!(
-                conn.scheduled,
-                conn.poll_deadline(None).map(|(k, _)| k),
-                "deadline moved"
-            );
-        }
+        queued(id, conn, moves, &mut self.ready, &mut self.timers);
         Ok(())
     }
 
@@ -978,6 +960,27 @@ impl Timers {
                 .iter()
                 .take_while(|&&(k, _)| k <= now_key)
                 .map(|(_, id)| *id),
+        );
+    }
+}
+
+/// After a message was queued on `conn`: it is served next, and its timer moves only if
+/// queueing could move its deadline (`moves`, `Connection::send_moves_deadline` read before).
+fn queued(
+    id: ConnectionId,
+    conn: &mut Connection,
+    moves: bool,
+    ready: &mut VecDeque<ConnectionId>,
+    timers: &mut Timers,
+) {
+    queue_ready(id, conn, ready);
+    if moves {
+        schedule(id, conn, timers);
+    } else {
+        debug_assert_eq!(
+            conn.scheduled,
+            conn.poll_deadline(None).map(|(k, _)| k),
+            "deadline moved"
         );
     }
 }

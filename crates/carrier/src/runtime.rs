@@ -537,6 +537,19 @@ impl Shared {
         }
     }
 
+    /// Sleeps on `tick_cv` for up to `timeout` unless a wake-up is pending, and consumes it.
+    fn sleep_on_tick(&self, timeout: Duration) {
+        let mut woken = lock(&self.tick);
+        if !*woken {
+            woken = self
+                .tick_cv
+                .wait_timeout(woken, timeout)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        *woken = false;
+    }
+
     pub(crate) fn wake(&self) {
         // `coalescing` is stored before `sleeping`, which a poke read as set before this.
         if self.tick_sleeper || self.coalescing.load(Ordering::SeqCst) {
@@ -750,16 +763,7 @@ impl Io {
                 std::thread::sleep(Duration::from_millis(1));
             }
         } else {
-            let mut woken = lock(&shared.tick);
-            let limit = timeout.unwrap_or(Duration::from_millis(100));
-            if !*woken {
-                woken = shared
-                    .tick_cv
-                    .wait_timeout(woken, limit)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
-            }
-            *woken = false;
+            shared.sleep_on_tick(timeout.unwrap_or(Duration::from_millis(100)));
         }
         shared.sleeping.store(false, Ordering::SeqCst);
     }
@@ -784,15 +788,7 @@ impl Io {
         }
         shared.sleeping.store(true, Ordering::SeqCst);
         if !shared.dirty.load(Ordering::SeqCst) && !timeout.is_zero() {
-            let mut woken = lock(&shared.tick);
-            if !*woken {
-                woken = shared
-                    .tick_cv
-                    .wait_timeout(woken, timeout)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
-            }
-            *woken = false;
+            shared.sleep_on_tick(timeout);
         }
         shared.sleeping.store(false, Ordering::SeqCst);
         shared.coalescing.store(false, Ordering::SeqCst);
