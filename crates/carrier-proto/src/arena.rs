@@ -13,8 +13,9 @@
 //! **Memory.** A payload keeps its whole chunk alive. The arena holds at most
 //! `1 + SPARE_CHUNKS` chunks itself; chunks it let go live on until their last payload is
 //! dropped. The protocol therefore never keeps arena payloads for long: out-of-order received
-//! messages are copied into their own buffers when they are queued, reassembled messages have
-//! their own buffers, and the send side detaches (copies out) payloads that are lost or that
+//! messages are copied into their own buffers when they are queued, reassembled messages are
+//! copied into the arena when delivered at once (their reassembly buffers are pooled, up to
+//! [`SPARE_REASSEMBLY`] of up to [`MAX_POOLED`] bytes) and keep their own buffers when queued, and the send side detaches (copies out) payloads that are lost or that
 //! wait long in a send queue (`send.rs`; a deep queue into an arena of its own). Payloads
 //! above [`MAX_POOLED`] always get their own buffer. A received payload the application keeps
 //! pins its chunk (at most [`MAX_CHUNK`]);
@@ -44,7 +45,14 @@ pub(crate) struct PayloadArena {
     next_size: usize,
     /// Chunks allocated so far.
     chunks_allocated: u64,
+    /// Reassembly buffers given back once their message was copied out, for the next
+    /// reassembly ([`take_buffer`](Self::take_buffer)); at most [`SPARE_REASSEMBLY`], each of
+    /// at most [`MAX_POOLED`] bytes.
+    reassembly: Vec<Vec<u8>>,
 }
+
+/// Reassembly buffers an arena keeps for reuse.
+pub(crate) const SPARE_REASSEMBLY: usize = 4;
 
 impl PayloadArena {
     /// A copy of `data` as `Bytes`: a slice of a shared chunk, or a buffer of its own above
@@ -61,6 +69,35 @@ impl PayloadArena {
         }
         self.current.extend_from_slice(data);
         self.current.split().freeze()
+    }
+
+    /// A zeroed buffer of `len` bytes for a reassembly: a pooled one when one is large
+    /// enough, else a new one.
+    pub(crate) fn take_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = match self.reassembly.iter().position(|b| b.capacity() >= len) {
+            Some(i) => self.reassembly.swap_remove(i),
+            None => Vec::new(),
+        };
+        buf.clear();
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// The message a reassembly buffer holds, as `Bytes`: up to [`MAX_POOLED`] bytes copied
+    /// into the arena and the buffer kept for the next reassembly; larger ones keep their
+    /// buffer.
+    pub(crate) fn finish_buffer(&mut self, buf: Vec<u8>) -> Bytes {
+        if buf.len() > MAX_POOLED || buf.capacity() > MAX_POOLED {
+            return Bytes::from(buf);
+        }
+        let message = self.copy(&buf);
+        if self.reassembly.len() < SPARE_REASSEMBLY {
+            if self.reassembly.capacity() == 0 {
+                self.reassembly.reserve_exact(SPARE_REASSEMBLY);
+            }
+            self.reassembly.push(buf);
+        }
+        message
     }
 
     /// Chunks allocated so far (each is two allocations: buffer and shared header).
@@ -144,6 +181,16 @@ impl<'a> PacketCopy<'a> {
             .get_or_insert_with(|| arena.copy(packet))
             .slice(start..start + payload.len())
     }
+
+    /// [`PayloadArena::take_buffer`] of the arena.
+    pub(crate) fn take_buffer(&mut self, len: usize) -> Vec<u8> {
+        self.arena.take_buffer(len)
+    }
+
+    /// [`PayloadArena::finish_buffer`] of the arena.
+    pub(crate) fn finish_buffer(&mut self, buf: Vec<u8>) -> Bytes {
+        self.arena.finish_buffer(buf)
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +222,27 @@ mod tests {
             1,
             "a large packet's payloads are copied on their own"
         );
+    }
+
+    #[test]
+    fn reassembly_buffers_are_reused_and_large_ones_kept_by_their_message() {
+        let mut a = PayloadArena::default();
+        let mut buf = a.take_buffer(1_500);
+        assert_eq!(buf, vec![0; 1_500]);
+        buf[0] = 7;
+        let ptr = buf.as_ptr();
+        let m = a.finish_buffer(buf);
+        assert_eq!((m.len(), m[0]), (1_500, 7));
+        // The next reassembly of up to that size gets the same buffer, zeroed.
+        let again = a.take_buffer(1_000);
+        assert_eq!(again.as_ptr(), ptr);
+        assert_eq!(again, vec![0; 1_000]);
+        // A message above MAX_POOLED keeps its buffer: no copy, nothing pooled.
+        let big = a.take_buffer(MAX_POOLED + 1);
+        let big_ptr = big.as_ptr();
+        let m = a.finish_buffer(big);
+        assert_eq!(m.as_ptr(), big_ptr);
+        assert!(a.reassembly.is_empty());
     }
 
     #[test]

@@ -205,7 +205,6 @@ impl EncodeContext {
     }
 
     /// Bytes the header of `m` takes in this context.
-    #[cfg(test)]
     pub(crate) fn header_len(&self, m: &OutMessage) -> usize {
         let mut n = 1 + crate::wire::varint_len(m.len as u64);
         if m.channel != self.prev_channel() {

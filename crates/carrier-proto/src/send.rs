@@ -14,6 +14,7 @@ use bytes::Bytes;
 use crate::arena::PayloadArena;
 use crate::frame::{EncodeContext, OutMessage};
 use crate::recv::{fragmented_message_cost, message_cost};
+use crate::small::FragmentBits;
 use crate::wire::Writer;
 use crate::{Priority, StreamKey};
 
@@ -87,7 +88,7 @@ struct Unacked {
     fragments: u64,
     acked_fragments: u64,
     /// One bit per fragment, only for fragmented messages.
-    acked_bits: Vec<u64>,
+    acked_bits: FragmentBits,
     done: bool,
 }
 
@@ -127,7 +128,7 @@ impl SendStream {
             return true;
         }
         match fragment {
-            Some((index, _)) => bit(&u.acked_bits, index),
+            Some((index, _)) => u.acked_bits.get(index),
             None => false,
         }
     }
@@ -143,13 +144,8 @@ fn mark_acked(stream: &mut SendStream, frame: &ReliableFrame) {
     }
     match frame.fragment {
         Some((index, _)) => {
-            let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
-            if let Some(w) = u.acked_bits.get_mut(word) {
-                let mask = 1u64 << (index % 64);
-                if *w & mask == 0 {
-                    *w |= mask;
-                    u.acked_fragments += 1;
-                }
+            if u.acked_bits.set(index) {
+                u.acked_fragments += 1;
             }
             if u.acked_fragments >= u.fragments {
                 u.done = true;
@@ -159,9 +155,48 @@ fn mark_acked(stream: &mut SendStream, frame: &ReliableFrame) {
     }
 }
 
-fn bit(bits: &[u64], index: u64) -> bool {
-    let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
-    bits.get(word).is_some_and(|w| w & (1 << (index % 64)) != 0)
+/// Smallest fragment a message is split into to fill the rest of a packet: below it the packet
+/// leaves with its room unused rather than carry a run of small fragments.
+pub(crate) const MIN_FILL_FRAGMENT: usize = 256;
+
+/// Largest header of a fragment frame whose index and count are below 64: flags, channel, `s`
+/// and `r`, index, count and a length of up to 4 bytes (docs/protocol.md §8).
+const FILL_FRAGMENT_HEADER: usize = 1 + 1 + 8 + 1 + 1 + 4;
+
+/// The fragment size that lets the whole (unfragmented, reliable) message `head` start in the
+/// `room` bytes left in the packet being filled, if it does not fit there whole and the room
+/// is worth it: fragments of at least [`MIN_FILL_FRAGMENT`] bytes, the first filling the room,
+/// never larger than the connection's `fragment_size`. `None` when it fits whole (it is
+/// written as it is) or when the room is too small (it waits for the next packet).
+fn fill_split(
+    ctx: &EncodeContext,
+    head: &Outgoing,
+    room: usize,
+    fragment_size: usize,
+) -> Option<usize> {
+    let len = head.payload.len();
+    if len <= MIN_FILL_FRAGMENT {
+        return None;
+    }
+    let whole = OutMessage {
+        channel: head.key.channel.get(),
+        priority: head.key.priority,
+        reliable: true,
+        seq: head.seq,
+        rel: head.rel,
+        fragment: None,
+        len,
+    };
+    if ctx.header_len(&whole).saturating_add(len) <= room {
+        return None;
+    }
+    let c = room
+        .checked_sub(FILL_FRAGMENT_HEADER)?
+        .min(fragment_size)
+        .min(len - 1);
+    // At least 2 fragments (c < len); at most len / 256 + 1 < 64 for messages that are not
+    // fragmented anyway, so the index and count fit the 1-byte varints counted above.
+    (c >= MIN_FILL_FRAGMENT && len.div_ceil(c) < 64).then_some(c)
 }
 
 /// Result of filling one packet.
@@ -489,10 +524,24 @@ impl SendState {
         self.expire_queue(p, self.now);
         let head = self.queues[p].front()?;
         let starting = head.fragments.is_none_or(|(_, next)| next == 0);
-        let cost = head.cost();
+        // A reliable message that does not fit in what is left of the packet starts there and
+        // goes on in the next one (docs/protocol.md §16, "Filling packets").
+        let split = if head.reliable && head.fragments.is_none() {
+            fill_split(ctx, head, w.remaining(), self.fragment_size)
+        } else {
+            None
+        };
+        let cost = match split {
+            Some(c) => fragmented_message_cost(head.payload.len().div_ceil(c) as u64, c),
+            None => head.cost(),
+        };
         if head.reliable && starting && !self.window_allows(cost) {
             return None;
         }
+        if let Some(c) = split {
+            self.queues[p].front_mut()?.fragments = Some((c, 0));
+        }
+        let head = self.queues[p].front()?;
         let count = head.fragment_count();
         // The bytes of this frame: a fragment's range, or the whole message. Nothing is cloned
         // yet: a whole message's `Bytes` moves into the retransmission record below, so the
@@ -526,16 +575,15 @@ impl SendState {
         );
         if reliable && starting {
             let stream = self.stream(key);
-            let words = if count > 1 {
-                count.div_ceil(64) as usize
-            } else {
-                0
-            };
             stream.unacked.push_back(Unacked {
                 cost,
                 fragments: count,
                 acked_fragments: 0,
-                acked_bits: vec![0; words],
+                acked_bits: if count > 1 {
+                    FragmentBits::new(count)
+                } else {
+                    FragmentBits::default()
+                },
                 done: false,
             });
             self.window_used += cost;
@@ -712,6 +760,48 @@ mod tests {
             sent.first().map(|f| f.payload.as_ref()),
             Some(&b"urgent"[..])
         );
+    }
+
+    #[test]
+    fn reliable_messages_fill_packets_and_reassemble_in_order() {
+        let mut s = SendState::new(0, t());
+        s.configure(usize::MAX, 1300);
+        let k = key(0, Priority::Normal);
+        let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1024]).collect();
+        for m in &messages {
+            s.enqueue(k, true, Bytes::from(m.clone()), 1300, t());
+        }
+        // A small unreliable message is never split, even where it would not fit.
+        s.enqueue(k, false, Bytes::from(vec![99u8; 200]), 1300, t());
+        let mut packets = 0;
+        let mut frames = Vec::new();
+        while s.has_pending() {
+            let (sent, f) = fill_packet(&mut s, 1340);
+            assert!(f.frames > 0, "every packet carries something");
+            packets += 1;
+            frames.extend(sent);
+        }
+        // Whole, 1,024 B messages would take 40 packets of 1,340 B; filled, 33.
+        assert!(packets <= 34, "{packets} packets for 40 messages");
+        // The frames of each message, concatenated, are the message; fragments are at least
+        // MIN_FILL_FRAGMENT long but for the last, and have one size per message.
+        for (i, m) in messages.iter().enumerate() {
+            let parts: Vec<&ReliableFrame> = frames.iter().filter(|f| f.rel == i as u64).collect();
+            let joined: Vec<u8> = parts.iter().flat_map(|f| f.payload.to_vec()).collect();
+            assert_eq!(&joined, m, "message {i}");
+            if parts.len() > 1 {
+                let c = parts[0].payload.len();
+                assert!(c >= MIN_FILL_FRAGMENT);
+                for (j, f) in parts.iter().enumerate() {
+                    assert_eq!(f.fragment, Some((j as u64, parts.len() as u64)));
+                    assert!(f.payload.len() <= c);
+                    if j + 1 < parts.len() {
+                        assert_eq!(f.payload.len(), c);
+                    }
+                }
+            }
+        }
+        assert!(frames.len() > 40, "some messages were split");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub(crate) const ACK_ROOM: usize = 24;
 /// Lazily acknowledged packets after which the ACK is due within `max_ack_delay`
 /// (docs/protocol.md §12).
 const LAZY_ACK_PACKETS: u32 = 10;
+/// Packets with reliable data after which an ACK goes out at once (docs/protocol.md §12).
+pub(crate) const PROMPT_ACK_PACKETS: u32 = 2;
 /// Shortest time between two releases of buffer capacity (`Connection::release_memory`).
 const RELEASE_INTERVAL: Duration = Duration::from_millis(250);
 /// Largest fragment header: flags, channel, s, r, index, count, length (docs/protocol.md §9).

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::{Connection, LAZY_ACK_PACKETS, Phase, Side, lent};
+use super::{Connection, LAZY_ACK_PACKETS, PROMPT_ACK_PACKETS, Phase, Side, lent};
 use crate::arena::{PacketCopy, PayloadArena};
 use crate::config::MIN_DATAGRAM_SIZE;
 use crate::frame::{Frame, ParseContext, parse_frames};
@@ -342,7 +342,7 @@ impl Connection {
         });
         let at = if prompt {
             self.unacked_eliciting += 1;
-            Some(if self.unacked_eliciting >= 2 {
+            Some(if self.unacked_eliciting >= PROMPT_ACK_PACKETS {
                 now_nanos
             } else {
                 now_nanos.saturating_add(nanos(self.config.max_ack_delay))

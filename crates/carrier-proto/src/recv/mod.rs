@@ -282,9 +282,9 @@ impl RecvStream {
             (Some(frag), reliable) => {
                 validate_fragment(frag, msg.payload.len(), budget.max_message_size)?;
                 if reliable {
-                    self.on_reliable_fragment(now, msg, frag, budget, deliver)
+                    self.on_reliable_fragment(now, msg, frag, budget, copy, deliver)
                 } else {
-                    self.on_unreliable_fragment(now, msg, frag, budget, deliver)
+                    self.on_unreliable_fragment(now, msg, frag, budget, copy, deliver)
                 }
             }
         }
@@ -350,6 +350,7 @@ impl RecvStream {
         msg: IncomingMessage<'_>,
         frag: FragmentInfo,
         budget: &mut RecvBudget,
+        copy: &mut PacketCopy<'_>,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
@@ -379,7 +380,7 @@ impl RecvStream {
             .reliable_partials
             .entry(msg.rel)
             .or_insert_with(|| Reassembly::new(msg.seq, msg.rel, frag.count, now));
-        if !asm.insert(frag.index, msg.payload) {
+        if !asm.insert(frag.index, msg.payload, copy) {
             return Ok(RecvOutcome::FragmentStored);
         }
         let Some(asm) = self.reliable_partials.remove(&msg.rel) else {
@@ -387,13 +388,14 @@ impl RecvStream {
             return Ok(RecvOutcome::FragmentStored);
         };
         let cost = asm.cost();
-        let payload = asm.finish();
         if msg.rel == self.next_r {
+            let payload = asm.finish(Some(copy));
             self.release_reliable(budget, cost);
             self.deliver_reliable(msg.seq, payload, budget, deliver);
             Ok(RecvOutcome::Delivered)
         } else {
             // Stays charged at its allocated capacity until delivered.
+            let payload = asm.finish(None);
             self.queued.insert(
                 msg.rel,
                 Queued {
@@ -434,6 +436,7 @@ impl RecvStream {
         msg: IncomingMessage<'_>,
         frag: FragmentInfo,
         budget: &mut RecvBudget,
+        copy: &mut PacketCopy<'_>,
         deliver: &mut dyn FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         let seq = msg.seq;
@@ -481,7 +484,7 @@ impl RecvStream {
         let asm = self
             .unreliable_partial
             .get_or_insert_with(|| Reassembly::new(seq, msg.rel, frag.count, now));
-        if !asm.insert(frag.index, msg.payload) {
+        if !asm.insert(frag.index, msg.payload, copy) {
             return Ok(RecvOutcome::FragmentStored);
         }
         let Some(asm) = self.unreliable_partial.take() else {
@@ -490,7 +493,7 @@ impl RecvStream {
         };
         self.release_unreliable(budget, asm.cost());
         self.raise_floor(seq);
-        let payload = asm.finish();
+        let payload = asm.finish(Some(copy));
         Ok(self.on_unreliable_whole(seq, msg.rel, payload, budget, deliver))
     }
 

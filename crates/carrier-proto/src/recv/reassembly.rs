@@ -25,6 +25,8 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{FragmentInfo, MESSAGE_COST_OVERHEAD, RecvError};
+use crate::arena::PacketCopy;
+use crate::small::FragmentBits;
 
 /// Checks a fragment on its own (docs/protocol.md §9): everything that does not depend on the
 /// other fragments of the message.
@@ -92,8 +94,8 @@ pub(super) struct Reassembly {
     frag_len: usize,
     /// `count × c` bytes once `c` is known; empty before.
     buf: Vec<u8>,
-    /// One bit per fragment, allocated with `buf`.
-    received: Vec<u64>,
+    /// One bit per fragment, sized with `buf` (inline up to 64 fragments).
+    received: FragmentBits,
     /// Number of distinct fragments received.
     received_count: u64,
     /// Length of the last fragment, once it has arrived.
@@ -113,7 +115,7 @@ impl Reassembly {
             started: now,
             frag_len: 0,
             buf: Vec::new(),
-            received: Vec::new(),
+            received: FragmentBits::default(),
             received_count: 0,
             last_len: None,
             pending_last: Vec::new(),
@@ -166,17 +168,11 @@ impl Reassembly {
             return self.is_last(index) && self.last_len.is_some();
         }
         // `index < count` and the bitset has `count` bits: both indices are in range.
-        let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
-        self.received
-            .get(word)
-            .is_some_and(|w| w & (1 << (index % 64)) != 0)
+        self.received.get(index)
     }
 
     fn mark(&mut self, index: u64) {
-        let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
-        if let Some(w) = self.received.get_mut(word) {
-            *w |= 1 << (index % 64);
-        }
+        self.received.set(index);
     }
 
     /// `(count − 1) × c + last`, if it fits in `usize` and in `max_message_size`.
@@ -261,9 +257,9 @@ impl Reassembly {
         usize::try_from(self.count).ok()?.checked_mul(c)
     }
 
-    /// Inserts a fragment that [`check`](Self::check) reported as `Step::Store`. Returns
-    /// whether the message is now complete.
-    pub(super) fn insert(&mut self, index: u64, payload: &[u8]) -> bool {
+    /// Inserts a fragment that [`check`](Self::check) reported as `Step::Store`, taking the
+    /// buffer from `pool` when it is allocated. Returns whether the message is now complete.
+    pub(super) fn insert(&mut self, index: u64, payload: &[u8], pool: &mut PacketCopy<'_>) -> bool {
         let last = self.is_last(index);
         if self.frag_len == 0 {
             if last {
@@ -273,7 +269,7 @@ impl Reassembly {
                 // count ≥ 2: a lone last fragment never completes a message.
                 return false;
             }
-            self.allocate(payload.len());
+            self.allocate(payload.len(), pool);
         }
         let c = self.frag_len;
         // index < count and the buffer holds count × c bytes (both checked), so the range is
@@ -294,11 +290,10 @@ impl Reassembly {
 
     /// Allocates the buffer once the fragment size `c` is known, moving a lone last fragment
     /// into it.
-    fn allocate(&mut self, c: usize) {
+    fn allocate(&mut self, c: usize, pool: &mut PacketCopy<'_>) {
         self.frag_len = c;
-        self.buf = vec![0; self.capacity_for(c).unwrap_or(0)];
-        let words = usize::try_from(self.count.div_ceil(64)).unwrap_or(0);
-        self.received = vec![0; words];
+        self.buf = pool.take_buffer(self.capacity_for(c).unwrap_or(0));
+        self.received = FragmentBits::new(self.count);
         if self.last_len.is_some() {
             let pending = std::mem::take(&mut self.pending_last);
             let index = self.count - 1;
@@ -313,13 +308,18 @@ impl Reassembly {
     }
 
     /// The whole message, exactly `(count − 1) × c + last` bytes. Only meaningful once
-    /// [`insert`](Self::insert) has returned `true`.
-    pub(super) fn finish(mut self) -> Bytes {
+    /// [`insert`](Self::insert) has returned `true`. With `pool` (a message delivered at once)
+    /// a small message is copied into the arena and its buffer kept for the next reassembly;
+    /// without (a message that waits in a queue) it keeps its own buffer.
+    pub(super) fn finish(mut self, pool: Option<&mut PacketCopy<'_>>) -> Bytes {
         let total = usize::try_from(self.count - 1)
             .unwrap_or(0)
             .saturating_mul(self.frag_len)
             .saturating_add(self.last_len.unwrap_or(0));
         self.buf.truncate(total);
-        Bytes::from(self.buf)
+        match pool {
+            Some(pool) => pool.finish_buffer(self.buf),
+            None => Bytes::from(self.buf),
+        }
     }
 }
