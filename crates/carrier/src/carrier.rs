@@ -337,26 +337,20 @@ impl Carrier {
         let channel = channel.into();
         match target.into() {
             Target::Connection(id) => {
-                if let Some((direct, tx)) = self.try_direct() {
-                    let mut core = lock(&self.shared.core);
-                    let idle = path_idle(&core.endpoint, id);
-                    core.endpoint
-                        .send_copy(id, channel, priority, reliability, payload)?;
-                    if idle {
-                        self.shared.send_direct(direct, tx, core);
-                    } else {
-                        drop(core);
-                        drop(tx);
-                        self.shared.poke();
-                    }
+                let mut core = lock(&self.shared.core);
+                // Direct send only for an answer on an idle path (see `try_direct`): a stream
+                // of sends never touches the transmit lock, which the carrier thread holds
+                // while it sends. Trying it with the core lock held cannot deadlock (the
+                // carrier thread takes tx, then core), as a try never waits.
+                let idle = self.shared.direct.is_some() && path_idle(&core.endpoint, id);
+                core.endpoint
+                    .send_copy(id, channel, priority, reliability, payload)?;
+                if idle && let Some((direct, tx)) = self.try_direct() {
+                    self.shared.send_direct(direct, tx, core);
                     return Ok(());
                 }
-                let wake = {
-                    let mut core = lock(&self.shared.core);
-                    core.endpoint
-                        .send_copy(id, channel, priority, reliability, payload)?;
-                    self.should_wake(&core.endpoint, id)
-                };
+                let wake = idle || self.should_wake(&core.endpoint, id);
+                drop(core);
                 if wake {
                     self.shared.poke();
                 }
@@ -517,6 +511,31 @@ impl Carrier {
     /// The next message of any connection and channel, in delivery order.
     pub fn poll_message(&self) -> Option<(ConnectionId, Message)> {
         lock(&self.shared.mailbox).pop_any()
+    }
+
+    /// Moves up to `max` received messages of any connection and channel, in delivery order,
+    /// to the end of `out`, and returns how many it moved: [`poll_message`](Self::poll_message)
+    /// for a frame loop that handles everything that arrived, with one lock of the mailbox
+    /// for all of them instead of one per message (the carrier thread takes the same lock to
+    /// deliver). `out` keeps its capacity from frame to frame, so this allocates nothing once
+    /// it has grown.
+    ///
+    /// ```
+    /// # use carrier::{Carrier, CarrierDesc};
+    /// # let carrier = Carrier::new(CarrierDesc::default()).unwrap();
+    /// let mut inbox = Vec::with_capacity(256);
+    /// // Once per frame:
+    /// carrier.poll_messages(&mut inbox, 256);
+    /// for (from, message) in inbox.drain(..) {
+    ///     println!("{} bytes from {from}", message.payload.len());
+    /// }
+    /// ```
+    pub fn poll_messages(&self, out: &mut Vec<(ConnectionId, Message)>, max: usize) -> usize {
+        let mut mailbox = lock(&self.shared.mailbox);
+        let before = out.len();
+        out.reserve(max.min(mailbox.len()));
+        out.extend(std::iter::from_fn(|| mailbox.pop_any()).take(max));
+        out.len() - before
     }
 
     /// Blocks until a message of any connection and channel arrives or `timeout` passes, and

@@ -1,7 +1,8 @@
 //! Several channels at once (the original's `Integ_CarrierMultiChannelTest`): 4 channels, each
 //! with interleaved reliable and unreliable messages. Each channel keeps its order and loses no
 //! reliable message; `receive(id, channel)` returns only that channel; `poll_message` returns
-//! everything; `receive_into` with a too-small buffer refuses and keeps the message.
+//! everything, and `poll_messages` everything in batches; `receive_into` with a too-small buffer
+//! refuses and keeps the message.
 
 mod common;
 
@@ -213,6 +214,70 @@ fn poll_message_returns_every_channel_in_delivery_order() {
         rest.push(i);
     }
     assert_eq!(rest, (0..20).collect::<Vec<_>>());
+    assert_eq!(server.pending_messages(), 0);
+    shutdown_all(&[&server, &client]);
+}
+
+#[test]
+fn poll_messages_drains_in_batches_in_delivery_order() {
+    let _serial = serial();
+    let server = Carrier::new(desc(ThreadMode::Dedicated)).unwrap();
+    let client = Carrier::new(desc(ThreadMode::Dedicated)).unwrap();
+    let (cid, sid) = connect(&server, &client);
+    for i in 0..30u32 {
+        for ch in 0..2u8 {
+            client
+                .send(
+                    cid,
+                    &message(ch, true, i),
+                    Reliability::Reliable,
+                    Priority::Normal,
+                    ch,
+                )
+                .unwrap();
+        }
+    }
+    let ok = pump_until(&[&server, &client], Duration::from_secs(5), || {
+        server.pending_messages() == 60
+    });
+    assert!(ok, "{} of 60 pending", server.pending_messages());
+    // Channel 0's first five are taken one by one: the batches skip them.
+    for i in 0..5 {
+        let m = server.receive(sid, 0).unwrap();
+        assert_eq!(parse(&m).2, i);
+    }
+    let mut inbox = vec![(sid, server.poll_message().unwrap().1)];
+    let mut batches = Vec::new();
+    loop {
+        let before = inbox.len();
+        let n = server.poll_messages(&mut inbox, 16);
+        assert_eq!(n, inbox.len() - before, "the count is what was appended");
+        assert!(n <= 16, "at most max per call");
+        if n == 0 {
+            break;
+        }
+        batches.push(n);
+    }
+    assert_eq!(batches, vec![16, 16, 16, 6]);
+    assert_eq!(server.poll_messages(&mut inbox, 0), 0);
+    let got: Vec<(u8, u32)> = inbox
+        .iter()
+        .map(|(id, m)| {
+            assert_eq!(*id, sid);
+            let (ch, _, i) = parse(&m.payload);
+            (ch, i)
+        })
+        .collect();
+    let mut want = vec![(1, 0)];
+    want.extend(
+        (1..30)
+            .flat_map(|i| [(0, i), (1, i)])
+            .filter(|&(ch, i)| ch == 1 || i >= 5),
+    );
+    assert_eq!(
+        got, want,
+        "delivery order, without the messages taken by receive()"
+    );
     assert_eq!(server.pending_messages(), 0);
     shutdown_all(&[&server, &client]);
 }

@@ -263,8 +263,12 @@ fn send(
     Ok(next)
 }
 
-/// Receives until `count` messages arrived or `deadline`; returns (delivered in order,
-/// violations, time of the last receive).
+/// Messages the receiver takes from the mailbox per lock (`Carrier::poll_messages`).
+const INBOX: usize = 256;
+
+/// Receives until `count` messages arrived or `deadline`, draining the mailbox in batches of
+/// [`INBOX`] like a frame loop; returns (delivered in order, violations, time of the last
+/// receive).
 fn receive(
     carrier: &Carrier,
     mode: ThreadMode,
@@ -277,23 +281,26 @@ fn receive(
     let mut violations = 0;
     let mut last = None;
     let mut polls = 0u32;
+    let mut inbox = Vec::with_capacity(INBOX);
     while (next as usize) < count {
         if mode == ThreadMode::Manual {
             carrier.update();
         }
         let mut got = false;
-        while let Some((_, message)) = carrier.poll_message() {
+        while carrier.poll_messages(&mut inbox, INBOX) > 0 {
             got = true;
-            match unstamp(&message.payload, size) {
-                Some(seq) if seq == next => {
-                    next += 1;
-                    delivered += 1;
+            for (_, message) in inbox.drain(..) {
+                match unstamp(&message.payload, size) {
+                    Some(seq) if seq == next => {
+                        next += 1;
+                        delivered += 1;
+                    }
+                    Some(seq) => {
+                        violations += 1;
+                        next = next.max(seq + 1);
+                    }
+                    None => violations += 1,
                 }
-                Some(seq) => {
-                    violations += 1;
-                    next = next.max(seq + 1);
-                }
-                None => violations += 1,
             }
         }
         if got {
