@@ -128,6 +128,9 @@ pub struct Endpoint {
     due: Vec<ConnectionId>,
     timeouts_enabled: bool,
     shutting_down: bool,
+    /// Whether a packet asking for a prompt ACK arrived since
+    /// [`take_prompt_received`](Self::take_prompt_received).
+    prompt_received: bool,
     /// When the empty output queues may next give back capacity ([`QUEUE_KEEP`]).
     next_queue_release: Instant,
 }
@@ -187,6 +190,7 @@ impl Endpoint {
             scratch: Some(Box::default()),
             due: Vec::new(),
             shutting_down: false,
+            prompt_received: false,
             next_queue_release: now,
         })
     }
@@ -307,6 +311,7 @@ impl Endpoint {
                             events,
                             messages,
                             ready,
+                            prompt_received,
                             ..
                         } = self;
                         match connections.get_mut(&id) {
@@ -315,6 +320,7 @@ impl Endpoint {
                                 // Messages are delivered straight into the endpoint's queue.
                                 conn.lend_delivered(messages);
                                 let r = conn.handle_data(now, header, body, start, rx_arena);
+                                *prompt_received |= conn.take_received_prompt();
                                 drain(conn, events, messages);
                                 conn.return_scratch(scratch);
                                 if r.is_ok() {
@@ -722,6 +728,23 @@ impl Endpoint {
     /// endpoint then reuses).
     pub fn messages_mut(&mut self) -> &mut VecDeque<(ConnectionId, Message)> {
         &mut self.messages
+    }
+
+    /// Whether, since the last call, a connection received a packet that asks for a prompt
+    /// acknowledgement: reliable data or `IMMEDIATE_ACK` (docs/protocol.md §12). Its sender
+    /// counts the packet in its congestion window until the ACK comes, so a runtime that
+    /// defers its receives (the `carrier` crate's receive coalescing) must not defer them
+    /// now: a bulk reliable sender would wait for every deferred ACK.
+    ///
+    /// ```
+    /// # use carrier_proto::{Endpoint, EndpointConfig};
+    /// # use std::time::Instant;
+    /// # #[allow(clippy::disallowed_methods)]
+    /// let mut endpoint = Endpoint::new(EndpointConfig::default(), Instant::now(), 1).unwrap();
+    /// assert!(!endpoint.take_prompt_received(), "nothing received yet");
+    /// ```
+    pub fn take_prompt_received(&mut self) -> bool {
+        std::mem::take(&mut self.prompt_received)
     }
 
     /// Whether a delivered message waits.

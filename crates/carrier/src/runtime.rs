@@ -572,6 +572,9 @@ pub(crate) struct Io {
     received: usize,
     /// Whether the last turn sent anything after receiving (answers, acknowledgements).
     answered: bool,
+    /// Whether the last turn received a packet that asks for a prompt acknowledgement
+    /// (`Endpoint::take_prompt_received`).
+    prompted: bool,
 }
 
 impl Io {
@@ -585,6 +588,7 @@ impl Io {
             failures: Vec::new(),
             received: 0,
             answered: false,
+            prompted: false,
         }
     }
 
@@ -595,9 +599,10 @@ impl Io {
 
     /// Whether the last turn is one after which receives may be coalesced
     /// ([`CarrierDesc::thread_receive_coalescing_us`](crate::CarrierDesc)): it found datagrams
-    /// waiting, drained the socket, and they asked for no answer.
+    /// waiting, drained the socket, and they asked for no answer, not even a prompt
+    /// acknowledgement owed for later (reliable data: its sender waits for the ACK).
     pub(crate) fn coalescible(&self) -> bool {
-        self.received > 0 && self.received < RECV_PER_TURN && !self.answered
+        self.received > 0 && self.received < RECV_PER_TURN && !self.answered && !self.prompted
     }
 
     /// One turn: fire deadlines and send what is queued, receive, then (if anything arrived)
@@ -617,6 +622,7 @@ impl Io {
         let (mut deadline, _) = self.transmit(shared, now);
         // 3. Receive, a batch per lock.
         let mut received = 0;
+        let mut prompted = false;
         while received < RECV_PER_TURN {
             let n = match self.driver.recv(now, &mut self.bufs, &mut self.metas) {
                 Ok(n) => n,
@@ -648,6 +654,7 @@ impl Io {
                     core.input(now, meta.from, datagram);
                 }
             }
+            prompted |= core.endpoint.take_prompt_received();
             // A short batch means the driver found nothing more waiting: asking again would
             // only cost another system call.
             if n < self.bufs.len().min(self.metas.len()) {
@@ -656,6 +663,7 @@ impl Io {
         }
         // 4. What the received datagrams caused: answers (acks), messages and events.
         self.received = received;
+        self.prompted = prompted;
         self.answered = false;
         if received > 0 {
             let sent;

@@ -1,7 +1,7 @@
 //! Receive coalescing of the carrier thread (`CarrierDesc::thread_receive_coalescing_us`): a
 //! server receiving a stream of datagrams it need not answer at once handles them a batch per
-//! wake-up, delivers every one of them, and a game thread blocked in `wait_message` is not
-//! held back by it.
+//! wake-up, delivers every one of them, and neither a game thread blocked in `wait_message`
+//! nor a stream of reliable data (whose sender waits for acknowledgements) is held back by it.
 //!
 //! The server's driver is the default UDP driver wrapped to count the receive calls that
 //! returned datagrams (one per carrier-thread turn that found any).
@@ -95,10 +95,11 @@ fn server(us: u32) -> (Carrier, Arc<Counts>) {
     (carrier, counts)
 }
 
-/// Sends `n` unreliable 32 B messages from a manual-mode client, one every `gap`, then one
-/// reliable end marker; the server's game thread reads with `poll_message` (it never blocks,
-/// so coalescing may apply). Returns how many the server got and whether the marker came last.
-fn stream(server: &Carrier, n: usize, gap: Duration) -> (usize, bool) {
+/// Sends `n` 32 B messages of `reliability` from a manual-mode client, one every `gap`, then
+/// one reliable end marker; the server's game thread reads with `poll_message` (it never
+/// blocks, so coalescing may apply). Returns how many the server got and whether the marker
+/// came last.
+fn stream(server: &Carrier, n: usize, gap: Duration, reliability: Reliability) -> (usize, bool) {
     let client = Carrier::new(desc(ThreadMode::Manual)).expect("client");
     let (to_server, _) = connect(server, &client);
     let mut got = 0;
@@ -106,13 +107,7 @@ fn stream(server: &Carrier, n: usize, gap: Duration) -> (usize, bool) {
     for i in 0..n {
         let payload = [i as u8; 32];
         client
-            .send(
-                to_server,
-                &payload,
-                Reliability::Unreliable,
-                Priority::Normal,
-                0,
-            )
+            .send(to_server, &payload, reliability, Priority::Normal, 0)
             .expect("send");
         client.update();
         let until = now() + gap;
@@ -159,7 +154,12 @@ fn a_stream_is_received_a_batch_per_wake_up_and_delivered_whole() {
     // 1,000 datagrams over about 100 ms: coalescing engages once the carrier thread has seen
     // them arrive densely for a period (20 ms with 10 ms windows, about 200 datagrams), then a
     // handful of wake-ups find the rest.
-    let (got, marker_last) = stream(&server, 1_000, Duration::from_micros(100));
+    let (got, marker_last) = stream(
+        &server,
+        1_000,
+        Duration::from_micros(100),
+        Reliability::Unreliable,
+    );
     let batches = counts.batches.load(Ordering::Relaxed) - before.0;
     let datagrams = counts.datagrams.load(Ordering::Relaxed) - before.1;
     eprintln!("coalescing 10 ms: {datagrams} datagrams in {batches} receive batches");
@@ -175,11 +175,45 @@ fn a_stream_is_received_a_batch_per_wake_up_and_delivered_whole() {
     shutdown_all(&[&server]);
 }
 
+/// Reliable data asks for a prompt acknowledgement, which its sender's congestion window waits
+/// for: a stream of it is not coalesced (a bulk sender would otherwise stall for each window).
+/// Counted: coalesced, the same stream as above takes at most 400 batches; not coalesced, about
+/// one batch per datagram (the client sends one packet per message).
+#[test]
+fn reliable_data_is_not_coalesced() {
+    let _serial = serial();
+    let (server, counts) = server(carrier::MAX_RECEIVE_COALESCING_US);
+    let before = (
+        counts.batches.load(Ordering::Relaxed),
+        counts.datagrams.load(Ordering::Relaxed),
+    );
+    let (got, marker_last) = stream(
+        &server,
+        1_000,
+        Duration::from_micros(100),
+        Reliability::Reliable,
+    );
+    let batches = counts.batches.load(Ordering::Relaxed) - before.0;
+    let datagrams = counts.datagrams.load(Ordering::Relaxed) - before.1;
+    eprintln!("reliable, coalescing 10 ms: {datagrams} datagrams in {batches} receive batches");
+    assert_eq!((got, marker_last), (1_000, true));
+    assert!(
+        batches >= 600,
+        "{batches} receive batches for {datagrams} datagrams: reliable data was coalesced"
+    );
+    shutdown_all(&[&server]);
+}
+
 #[test]
 fn without_coalescing_the_stream_is_delivered_whole_too() {
     let _serial = serial();
     let (server, counts) = server(0);
-    let (got, marker_last) = stream(&server, 1_000, Duration::from_micros(100));
+    let (got, marker_last) = stream(
+        &server,
+        1_000,
+        Duration::from_micros(100),
+        Reliability::Unreliable,
+    );
     let batches = counts.batches.load(Ordering::Relaxed);
     let datagrams = counts.datagrams.load(Ordering::Relaxed);
     eprintln!("coalescing off: {datagrams} datagrams in {batches} receive batches");

@@ -167,6 +167,9 @@ pub struct Connection {
     largest_received_at: Option<u64>,
     ack_pending: bool,
     unacked_eliciting: u32,
+    /// Whether a packet asking for a prompt ACK arrived since [`take_received_prompt`]
+    /// (Self::take_received_prompt) was last called.
+    received_prompt: bool,
     /// Lazily acknowledged packets received since our last ACK (docs/protocol.md §12).
     unacked_lazy: u32,
     ack_deadline: Option<u64>,
@@ -277,6 +280,7 @@ impl Connection {
             largest_received_at: None,
             ack_pending: false,
             unacked_eliciting: 0,
+            received_prompt: false,
             unacked_lazy: 0,
             ack_deadline: None,
             next_pn: initial,
@@ -430,6 +434,13 @@ impl Connection {
     /// count): 0 when the path is idle.
     pub fn bytes_in_flight(&self) -> usize {
         self.tc.bytes_in_flight()
+    }
+
+    /// Whether a packet that asks for a prompt acknowledgement (reliable data or
+    /// `IMMEDIATE_ACK`, docs/protocol.md §12) arrived since the last call: its sender is
+    /// waiting for the ACK (its congestion window counts it).
+    pub(crate) fn take_received_prompt(&mut self) -> bool {
+        std::mem::take(&mut self.received_prompt)
     }
 
     /// Whether this side owes the peer an acknowledgement (it received ack-eliciting packets

@@ -342,6 +342,7 @@ impl Connection {
         });
         let at = if prompt {
             self.unacked_eliciting += 1;
+            self.received_prompt = true;
             Some(if self.unacked_eliciting >= PROMPT_ACK_PACKETS {
                 now_nanos
             } else {
