@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the protocol's hot paths: ACK encode/decode, and whole
 //! in-memory transfers (datagram encode and decode, acknowledgement processing, stream delivery,
-//! fragment reassembly) between two endpoints with no network in between.
+//! fragment reassembly, packet filling) between two endpoints with no network in between.
 
 #![allow(clippy::disallowed_methods)] // benchmarks take a base instant from the real clock
 
@@ -121,6 +121,11 @@ fn small_messages(c: &mut Criterion) {
     transfer(c, "transfer_64B_x1000", 64, 1_000);
 }
 
+/// 1 KiB messages: most are split to fill the room left in a packet (docs/protocol.md §16).
+fn filled_messages(c: &mut Criterion) {
+    transfer(c, "transfer_1KiB_x1000_filled", 1_024, 1_000);
+}
+
 fn large_messages(c: &mut Criterion) {
     transfer(c, "transfer_64KiB_x16_fragmented", 65_536, 16);
 }
@@ -128,6 +133,6 @@ fn large_messages(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = ack_codec, small_messages, large_messages
+    targets = ack_codec, small_messages, filled_messages, large_messages
 }
 criterion_main!(benches);
