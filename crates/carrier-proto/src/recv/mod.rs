@@ -263,7 +263,7 @@ impl RecvStream {
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         match (msg.fragment, msg.reliable) {
             (None, reliable) => {
@@ -314,7 +314,7 @@ impl RecvStream {
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
             return Ok(RecvOutcome::Duplicate);
@@ -351,7 +351,7 @@ impl RecvStream {
         frag: FragmentInfo,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
             return Ok(RecvOutcome::Duplicate);
@@ -414,7 +414,7 @@ impl RecvStream {
         rel: u64,
         payload: Bytes,
         budget: &mut RecvBudget,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> RecvOutcome {
         if !self.unreliable_in_order(seq, rel) {
             return RecvOutcome::Discarded;
@@ -437,7 +437,7 @@ impl RecvStream {
         frag: FragmentInfo,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         let seq = msg.seq;
         // A message at or before the last delivered one can never be delivered (that includes
@@ -503,7 +503,7 @@ impl RecvStream {
         seq: u64,
         payload: Bytes,
         budget: &mut RecvBudget,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) {
         deliver(payload, true);
         self.advance(seq);
