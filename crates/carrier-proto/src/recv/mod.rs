@@ -215,6 +215,7 @@ impl RecvStream {
     /// docs/protocol.md §5): `Err` if it is malformed — above the agreed maximum message size,
     /// an impossible fragment, or a fragment inconsistent with the others of its message — and
     /// otherwise what [`buffer_charge`](Self::buffer_charge) says.
+    #[inline]
     pub fn precheck(
         &self,
         msg: &IncomingMessage<'_>,
@@ -257,6 +258,7 @@ impl RecvStream {
     /// A whole message delivered at once is copied with `copy` (a slice of a shared arena
     /// chunk, no allocation); one that must wait for a gap is copied into a buffer of its own, so a gap
     /// that stays open never pins arena chunks (crate::arena).
+    #[inline]
     pub fn on_message(
         &mut self,
         now: Instant,
@@ -309,6 +311,7 @@ impl RecvStream {
         }
     }
 
+    #[inline]
     fn on_reliable_whole(
         &mut self,
         msg: IncomingMessage<'_>,
@@ -498,6 +501,7 @@ impl RecvStream {
     }
 
     /// Delivers reliable message `next_r` (sequence `seq`), then every queued one that follows.
+    #[inline]
     fn deliver_reliable(
         &mut self,
         seq: u64,
