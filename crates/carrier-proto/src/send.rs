@@ -299,6 +299,7 @@ impl SendState {
         self.queues.iter().any(|q| !q.is_empty()) || self.retransmit.iter().any(|q| !q.is_empty())
     }
 
+    #[inline]
     fn stream(&mut self, key: StreamKey) -> &mut SendStream {
         let idx = key.index();
         if self.streams.len() <= idx {
@@ -311,6 +312,7 @@ impl SendState {
     /// Queues a message, numbering it in its stream. `max_unsplit` is the largest payload sent
     /// without fragmentation; `now` is the last instant the connection knew, a provisional
     /// queueing time until [`stamp`](Self::stamp).
+    #[inline]
     pub(crate) fn enqueue(
         &mut self,
         key: StreamKey,

@@ -529,6 +529,7 @@ impl RecvStream {
     }
 
     /// Drops the partial unreliable reassembly if a message at or after it was delivered.
+    #[inline]
     fn drop_stale_partial(&mut self, budget: &mut RecvBudget) {
         let stale = match (&self.unreliable_partial, self.delivered) {
             (Some(p), Some(d)) => p.seq() <= d,
