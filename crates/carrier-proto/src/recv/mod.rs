@@ -227,7 +227,7 @@ impl RecvStream {
                 return Err(RecvError::Malformed("message above max_message_size"));
             }
             let buffered =
-                msg.reliable && msg.rel > self.next_r && !self.queued.contains_key(&msg.rel);
+                msg.reliable && msg.rel > self.next_r && !self.is_queued(msg.rel);
             return Ok(if buffered { message_cost(len) } else { 0 });
         };
         validate_fragment(frag, len, max_message_size)?;
@@ -239,7 +239,7 @@ impl RecvStream {
             }
             return Ok(0);
         }
-        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+        if msg.rel < self.next_r || self.is_queued(msg.rel) {
             return Ok(0);
         }
         match self.reliable_partials.get(&msg.rel) {
@@ -319,10 +319,10 @@ impl RecvStream {
         copy: &mut PacketCopy<'_>,
         deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
-        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+        if msg.rel < self.next_r || self.is_queued(msg.rel) {
             return Ok(RecvOutcome::Duplicate);
         }
-        if self.reliable_partials.contains_key(&msg.rel) {
+        if self.is_partial(msg.rel) {
             return Err(RecvError::Malformed(
                 "whole message with the index of a fragmented one",
             ));
@@ -356,7 +356,7 @@ impl RecvStream {
         copy: &mut PacketCopy<'_>,
         deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
-        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+        if msg.rel < self.next_r || self.is_queued(msg.rel) {
             return Ok(RecvOutcome::Duplicate);
         }
         let max = budget.max_message_size;
@@ -523,6 +523,19 @@ impl RecvStream {
         self.drop_stale_partial(budget);
     }
 
+    /// Whether complete reliable message `rel` waits behind a gap. The map is empty while
+    /// messages arrive in order: then no lookup (each frame of a packet asks, once or twice).
+    #[inline]
+    fn is_queued(&self, rel: u64) -> bool {
+        !self.queued.is_empty() && self.queued.contains_key(&rel)
+    }
+
+    /// Whether reliable message `rel` is being reassembled (no lookup while none is).
+    #[inline]
+    fn is_partial(&self, rel: u64) -> bool {
+        !self.reliable_partials.is_empty() && self.reliable_partials.contains_key(&rel)
+    }
+
     fn advance(&mut self, seq: u64) {
         self.next_r += 1;
         self.delivered = Some(self.delivered.map_or(seq, |d| d.max(seq)));
@@ -590,7 +603,7 @@ impl RecvStream {
     /// or recognised as a duplicate: `rel > next_r` (not already queued), or `rel == next_r`
     /// and fragmented. Used for the receive-window check of a whole packet.
     pub fn would_buffer(&self, rel: u64, fragmented: bool) -> bool {
-        (rel > self.next_r && !self.queued.contains_key(&rel)) || (rel == self.next_r && fragmented)
+        (rel > self.next_r && !self.is_queued(rel)) || (rel == self.next_r && fragmented)
     }
 
     /// When the partial unreliable reassembly started, if there is one (its expiry deadline is
