@@ -226,8 +226,7 @@ impl RecvStream {
             if len > max_message_size {
                 return Err(RecvError::Malformed("message above max_message_size"));
             }
-            let buffered =
-                msg.reliable && msg.rel > self.next_r && !self.is_queued(msg.rel);
+            let buffered = msg.reliable && msg.rel > self.next_r && !self.is_queued(msg.rel);
             return Ok(if buffered { message_cost(len) } else { 0 });
         };
         validate_fragment(frag, len, max_message_size)?;
