@@ -643,6 +643,16 @@ impl SendState {
                 continue;
             };
             for frame in same {
+                // The oldest message whole (acknowledgements mostly come in order): released
+                // at once, as the loop below would once it is marked.
+                if frame.fragment.is_none()
+                    && frame.rel == stream.front_rel
+                    && let Some(u) = stream.unacked.pop_front()
+                {
+                    self.window_used = self.window_used.saturating_sub(u.cost);
+                    stream.front_rel += 1;
+                    continue;
+                }
                 mark_acked(stream, frame);
             }
             while stream.unacked.front().is_some_and(|u| u.done) {
