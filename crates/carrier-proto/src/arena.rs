@@ -57,6 +57,7 @@ pub(crate) const SPARE_REASSEMBLY: usize = 4;
 impl PayloadArena {
     /// A copy of `data` as `Bytes`: a slice of a shared chunk, or a buffer of its own above
     /// [`MAX_POOLED`].
+    #[inline]
     pub(crate) fn copy(&mut self, data: &[u8]) -> Bytes {
         if data.is_empty() {
             return Bytes::new();

@@ -794,6 +794,7 @@ impl Endpoint {
     /// );
     /// assert!(matches!(r, Err(SendError::UnknownConnection(_))));
     /// ```
+    #[inline]
     pub fn send_copy(
         &mut self,
         id: ConnectionId,
@@ -989,6 +990,7 @@ impl Timers {
 
 /// After a message was queued on `conn`: it is served next, and its timer moves only if
 /// queueing could move its deadline (`moves`, `Connection::send_moves_deadline` read before).
+#[inline]
 fn queued(
     id: ConnectionId,
     conn: &mut Connection,
@@ -1009,6 +1011,7 @@ fn queued(
 }
 
 /// Puts `conn` in the round-robin queue of `poll_transmit` unless it is there already.
+#[inline]
 fn queue_ready(id: ConnectionId, conn: &mut Connection, ready: &mut VecDeque<ConnectionId>) {
     if !conn.in_ready {
         conn.in_ready = true;

@@ -221,6 +221,7 @@ impl EncodeContext {
 
     /// Writes the header of `m` and its payload, or nothing (`BufferTooSmall`) if they do not
     /// fit. The header is written in place, then the payload in one copy.
+    #[inline]
     pub(crate) fn write(
         &mut self,
         w: &mut Writer<'_>,

@@ -299,6 +299,7 @@ impl SendState {
         self.queues.iter().any(|q| !q.is_empty()) || self.retransmit.iter().any(|q| !q.is_empty())
     }
 
+    #[inline]
     fn stream(&mut self, key: StreamKey) -> &mut SendStream {
         let idx = key.index();
         if self.streams.len() <= idx {
@@ -311,6 +312,7 @@ impl SendState {
     /// Queues a message, numbering it in its stream. `max_unsplit` is the largest payload sent
     /// without fragmentation; `now` is the last instant the connection knew, a provisional
     /// queueing time until [`stamp`](Self::stamp).
+    #[inline]
     pub(crate) fn enqueue(
         &mut self,
         key: StreamKey,
@@ -641,6 +643,16 @@ impl SendState {
                 continue;
             };
             for frame in same {
+                // The oldest message whole (acknowledgements mostly come in order): released
+                // at once, as the loop below would once it is marked.
+                if frame.fragment.is_none()
+                    && frame.rel == stream.front_rel
+                    && let Some(u) = stream.unacked.pop_front()
+                {
+                    self.window_used = self.window_used.saturating_sub(u.cost);
+                    stream.front_rel += 1;
+                    continue;
+                }
                 mark_acked(stream, frame);
             }
             while stream.unacked.front().is_some_and(|u| u.done) {

@@ -52,6 +52,7 @@ impl LazySend {
     }
 
     /// See [`SendState::enqueue`]; creates the send side with `create` on first use.
+    #[inline]
     pub(crate) fn enqueue(
         &mut self,
         key: StreamKey,

@@ -527,6 +527,7 @@ impl Connection {
     }
 
     /// [`send`](Self::send) of a message that [`check_send`](Self::check_send) accepted.
+    #[inline]
     pub(crate) fn enqueue_checked(
         &mut self,
         key: StreamKey,
@@ -553,6 +554,7 @@ impl Connection {
 
     /// Whether a message of `len` bytes on stream `key` would be queued by
     /// [`send`](Self::send), and if not why.
+    #[inline]
     pub(crate) fn check_send(&self, key: StreamKey, len: usize) -> Result<(), SendError> {
         if !self.is_connected() {
             return Err(SendError::NotConnected(self.id));

@@ -23,15 +23,29 @@ use crate::{
 /// memory runs short (docs/protocol.md §9).
 const PARTIAL_MAX_AGE: Duration = Duration::from_secs(1);
 
+/// The receive stream `idx`, created on its first message (always `Some`). Inlined for the
+/// common case, a stream that exists (looked up twice per message frame); creating one is out
+/// of line.
+#[inline(always)]
 fn stream_slot(
     recv: &mut Vec<Option<Box<RecvStream>>>,
     idx: usize,
     initial: u64,
-) -> &mut RecvStream {
+) -> Option<&mut RecvStream> {
+    if !matches!(recv.get(idx), Some(Some(_))) {
+        create_stream(recv, idx, initial);
+    }
+    recv.get_mut(idx)?.as_deref_mut()
+}
+
+/// Creates receive stream `idx` (see [`stream_slot`]).
+#[cold]
+#[inline(never)]
+fn create_stream(recv: &mut Vec<Option<Box<RecvStream>>>, idx: usize, initial: u64) {
     if recv.len() <= idx {
         recv.resize_with(idx + 1, || None);
     }
-    recv[idx].get_or_insert_with(|| Box::new(RecvStream::new(initial)))
+    recv[idx] = Some(Box::new(RecvStream::new(initial)));
 }
 
 impl Connection {
@@ -274,7 +288,10 @@ impl Connection {
                 channel: ChannelId::new(m.channel),
                 priority: m.priority,
             };
-            let stream = stream_slot(&mut self.recv, key.index(), initial);
+            let Some(stream) = stream_slot(&mut self.recv, key.index(), initial) else {
+                // Created if missing: never happens.
+                return Err(DropReason::Malformed);
+            };
             let (s, r) = match (m.explicit, prev) {
                 (Some((s, r)), _) => (
                     seq::expand(s, stream.expected_seq()),
@@ -449,7 +466,10 @@ impl Connection {
                 },
             ));
         };
-        let stream = stream_slot(&mut self.recv, key.index(), initial);
+        let Some(stream) = stream_slot(&mut self.recv, key.index(), initial) else {
+            // Created if missing: never happens.
+            return;
+        };
         match stream.on_message(now, msg, &mut self.budget, copy, &mut deliver) {
             Ok(RecvOutcome::DroppedNoBudget) => {
                 // Reassembly memory is short: drop stale partial unreliable messages.

@@ -215,6 +215,7 @@ impl RecvStream {
     /// docs/protocol.md §5): `Err` if it is malformed — above the agreed maximum message size,
     /// an impossible fragment, or a fragment inconsistent with the others of its message — and
     /// otherwise what [`buffer_charge`](Self::buffer_charge) says.
+    #[inline]
     pub fn precheck(
         &self,
         msg: &IncomingMessage<'_>,
@@ -225,8 +226,7 @@ impl RecvStream {
             if len > max_message_size {
                 return Err(RecvError::Malformed("message above max_message_size"));
             }
-            let buffered =
-                msg.reliable && msg.rel > self.next_r && !self.queued.contains_key(&msg.rel);
+            let buffered = msg.reliable && msg.rel > self.next_r && !self.is_queued(msg.rel);
             return Ok(if buffered { message_cost(len) } else { 0 });
         };
         validate_fragment(frag, len, max_message_size)?;
@@ -238,7 +238,7 @@ impl RecvStream {
             }
             return Ok(0);
         }
-        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+        if msg.rel < self.next_r || self.is_queued(msg.rel) {
             return Ok(0);
         }
         match self.reliable_partials.get(&msg.rel) {
@@ -257,13 +257,14 @@ impl RecvStream {
     /// A whole message delivered at once is copied with `copy` (a slice of a shared arena
     /// chunk, no allocation); one that must wait for a gap is copied into a buffer of its own, so a gap
     /// that stays open never pins arena chunks (crate::arena).
+    #[inline]
     pub fn on_message(
         &mut self,
         now: Instant,
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         match (msg.fragment, msg.reliable) {
             (None, reliable) => {
@@ -309,17 +310,18 @@ impl RecvStream {
         }
     }
 
+    #[inline]
     fn on_reliable_whole(
         &mut self,
         msg: IncomingMessage<'_>,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
-        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+        if msg.rel < self.next_r || self.is_queued(msg.rel) {
             return Ok(RecvOutcome::Duplicate);
         }
-        if self.reliable_partials.contains_key(&msg.rel) {
+        if self.is_partial(msg.rel) {
             return Err(RecvError::Malformed(
                 "whole message with the index of a fragmented one",
             ));
@@ -351,9 +353,9 @@ impl RecvStream {
         frag: FragmentInfo,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
-        if msg.rel < self.next_r || self.queued.contains_key(&msg.rel) {
+        if msg.rel < self.next_r || self.is_queued(msg.rel) {
             return Ok(RecvOutcome::Duplicate);
         }
         let max = budget.max_message_size;
@@ -414,7 +416,7 @@ impl RecvStream {
         rel: u64,
         payload: Bytes,
         budget: &mut RecvBudget,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> RecvOutcome {
         if !self.unreliable_in_order(seq, rel) {
             return RecvOutcome::Discarded;
@@ -437,7 +439,7 @@ impl RecvStream {
         frag: FragmentInfo,
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         let seq = msg.seq;
         // A message at or before the last delivered one can never be delivered (that includes
@@ -498,12 +500,13 @@ impl RecvStream {
     }
 
     /// Delivers reliable message `next_r` (sequence `seq`), then every queued one that follows.
+    #[inline]
     fn deliver_reliable(
         &mut self,
         seq: u64,
         payload: Bytes,
         budget: &mut RecvBudget,
-        deliver: &mut dyn FnMut(Bytes, bool),
+        deliver: &mut impl FnMut(Bytes, bool),
     ) {
         deliver(payload, true);
         self.advance(seq);
@@ -519,12 +522,26 @@ impl RecvStream {
         self.drop_stale_partial(budget);
     }
 
+    /// Whether complete reliable message `rel` waits behind a gap. The map is empty while
+    /// messages arrive in order: then no lookup (each frame of a packet asks, once or twice).
+    #[inline]
+    fn is_queued(&self, rel: u64) -> bool {
+        !self.queued.is_empty() && self.queued.contains_key(&rel)
+    }
+
+    /// Whether reliable message `rel` is being reassembled (no lookup while none is).
+    #[inline]
+    fn is_partial(&self, rel: u64) -> bool {
+        !self.reliable_partials.is_empty() && self.reliable_partials.contains_key(&rel)
+    }
+
     fn advance(&mut self, seq: u64) {
         self.next_r += 1;
         self.delivered = Some(self.delivered.map_or(seq, |d| d.max(seq)));
     }
 
     /// Drops the partial unreliable reassembly if a message at or after it was delivered.
+    #[inline]
     fn drop_stale_partial(&mut self, budget: &mut RecvBudget) {
         let stale = match (&self.unreliable_partial, self.delivered) {
             (Some(p), Some(d)) => p.seq() <= d,
@@ -585,7 +602,7 @@ impl RecvStream {
     /// or recognised as a duplicate: `rel > next_r` (not already queued), or `rel == next_r`
     /// and fragmented. Used for the receive-window check of a whole packet.
     pub fn would_buffer(&self, rel: u64, fragmented: bool) -> bool {
-        (rel > self.next_r && !self.queued.contains_key(&rel)) || (rel == self.next_r && fragmented)
+        (rel > self.next_r && !self.is_queued(rel)) || (rel == self.next_r && fragmented)
     }
 
     /// When the partial unreliable reassembly started, if there is one (its expiry deadline is
