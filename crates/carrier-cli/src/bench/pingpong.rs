@@ -35,13 +35,16 @@ enum Variant {
     RawSpin,
     /// Spinning, with unconnected sockets (`send_to`), as Carrier's.
     RawSpinSendTo,
+    /// Spinning, unconnected, receiving with `recvmmsg` (batches of 32): Carrier's I/O calls.
+    RawSpinMmsgSendTo,
     CarrierManual,
     CarrierThreaded,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant::RawSpin,
     Variant::RawSpinSendTo,
+    Variant::RawSpinMmsgSendTo,
     Variant::CarrierManual,
     Variant::RawBlocking,
     Variant::CarrierThreaded,
@@ -53,6 +56,7 @@ impl Variant {
             Variant::RawBlocking => "raw std blocking",
             Variant::RawSpin => "raw std spin",
             Variant::RawSpinSendTo => "raw std spin send_to",
+            Variant::RawSpinMmsgSendTo => "raw mmsg spin send_to",
             Variant::CarrierManual => "carrier manual (spin)",
             Variant::CarrierThreaded => "carrier threaded",
         }
@@ -66,7 +70,10 @@ pub(super) fn steps(plan: &Plan) -> usize {
 impl Variant {
     fn case(self, round_trips: usize) -> String {
         match self {
-            Variant::RawSpin | Variant::RawSpinSendTo | Variant::CarrierManual => {
+            Variant::RawSpin
+            | Variant::RawSpinSendTo
+            | Variant::RawSpinMmsgSendTo
+            | Variant::CarrierManual => {
                 format!("64 B × {round_trips}, spinning")
             }
             Variant::RawBlocking | Variant::CarrierThreaded => {
@@ -110,6 +117,9 @@ pub(super) fn run(ctx: &mut Ctx) {
                 Variant::RawSpinSendTo => {
                     raw::ping_pong(Wait::Spin, false, warmup, count, RUN_LIMIT)
                 }
+                Variant::RawSpinMmsgSendTo => {
+                    raw::ping_pong(Wait::SpinMmsg, false, warmup, count, RUN_LIMIT)
+                }
                 Variant::CarrierManual => carrier_ping_pong(ThreadMode::Manual, warmup, count),
                 Variant::CarrierThreaded => carrier_ping_pong(ThreadMode::Dedicated, warmup, count),
             };
@@ -132,6 +142,10 @@ pub(super) fn run(ctx: &mut Ctx) {
             "raw std spin send_to" => m.note(
                 "unconnected sockets: send_to and recv_from, the kernel routes every datagram, \
                  as for Carrier's socket (one for every peer); raw std spin's are connected",
+            ),
+            "raw mmsg spin send_to" => m.note(
+                "Carrier's system calls without Carrier: unconnected send_to, and recvmmsg \
+                 asking for up to 32 datagrams (it looks for a second one after the first)",
             ),
             "carrier threaded" => m.note(
                 "dedicated carrier threads with thread_instant_response; the game threads block \
