@@ -26,7 +26,7 @@ use super::netns::{ADDR_A, ADDR_B, NetnsPair};
 use super::raw::{self, Method, OneWay};
 use super::report::{Better, Measurement};
 use super::sys;
-use super::{Ctx, Plan, stamp, unstamp};
+use super::{Ctx, InOrder, Plan, stamp};
 
 /// One-way latency of the simulated path.
 const ONE_WAY_MS: f64 = 20.0;
@@ -355,11 +355,9 @@ fn receive(
     deadline: Instant,
     abort: &AtomicBool,
 ) -> Result<(usize, usize, Option<Instant>), String> {
-    let mut next = 0u64;
-    let mut delivered = 0;
-    let mut violations = 0;
+    let mut order = InOrder::default();
     let mut last = None;
-    while (next as usize) < count {
+    while (order.next as usize) < count {
         if crate::now() >= deadline || abort.load(Ordering::SeqCst) {
             break;
         }
@@ -372,17 +370,7 @@ fn receive(
         let mut got = false;
         while let Some((_, m)) = c.poll_message() {
             got = true;
-            match unstamp(&m.payload, SIZE) {
-                Some(seq) if seq == next => {
-                    next += 1;
-                    delivered += 1;
-                }
-                Some(seq) => {
-                    violations += 1;
-                    next = next.max(seq + 1);
-                }
-                None => violations += 1,
-            }
+            order.record(&m.payload, SIZE);
         }
         if got {
             last = Some(crate::now());
@@ -390,7 +378,7 @@ fn receive(
             std::thread::sleep(Duration::from_micros(100));
         }
     }
-    Ok((delivered, violations, last))
+    Ok((order.delivered, order.violations, last))
 }
 
 /// The raw floor: `count` stamped datagrams from side 0 to side 1 through a 20 ms delay line.

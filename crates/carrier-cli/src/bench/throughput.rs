@@ -14,7 +14,7 @@ use carrier::{Carrier, CarrierDesc, ConnectionId, Priority, Reliability, SendErr
 
 use super::raw::{self, Method, OneWay};
 use super::report::{Better, Measurement};
-use super::{Ctx, Plan, connect_pair, loopback_desc, stamp, unstamp};
+use super::{Ctx, InOrder, Plan, connect_pair, loopback_desc, stamp};
 
 /// Longest a run may take.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -276,13 +276,11 @@ fn receive(
     count: usize,
     deadline: Instant,
 ) -> (usize, usize, Option<Instant>) {
-    let mut next = 0u64;
-    let mut delivered = 0;
-    let mut violations = 0;
+    let mut order = InOrder::default();
     let mut last = None;
     let mut polls = 0u32;
     let mut inbox = Vec::with_capacity(INBOX);
-    while (next as usize) < count {
+    while (order.next as usize) < count {
         if mode == ThreadMode::Manual {
             carrier.update();
         }
@@ -290,17 +288,7 @@ fn receive(
         while carrier.poll_messages(&mut inbox, INBOX) > 0 {
             got = true;
             for (_, message) in inbox.drain(..) {
-                match unstamp(&message.payload, size) {
-                    Some(seq) if seq == next => {
-                        next += 1;
-                        delivered += 1;
-                    }
-                    Some(seq) => {
-                        violations += 1;
-                        next = next.max(seq + 1);
-                    }
-                    None => violations += 1,
-                }
+                order.record(&message.payload, size);
             }
         }
         if got {
@@ -318,7 +306,7 @@ fn receive(
             _ => std::thread::sleep(Duration::from_micros(50)),
         }
     }
-    (delivered, violations, last)
+    (order.delivered, order.violations, last)
 }
 
 #[cfg(test)]
