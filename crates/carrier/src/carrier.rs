@@ -854,6 +854,10 @@ struct ThreadConfig {
     shutdown_timeout: Duration,
 }
 
+/// Turns the carrier thread takes, yielding the CPU in between, after a turn that received
+/// dense traffic it could not coalesce, before it sleeps in the driver (see `carrier_thread`).
+const YIELDS_BEFORE_SLEEP: u32 = 3;
+
 fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
     let mut setup_errors = Vec::new();
     if cfg.cpu >= 0
@@ -879,6 +883,7 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
     let mut watchdog_fired_at: Option<u64> = None;
     let mut shutdown_deadline: Option<Instant> = None;
     let mut arrivals = ArrivalRate::new(now(), cfg.coalesce);
+    let mut spins = 0u32;
     loop {
         let t = now();
         let deadline = io.turn(shared, t);
@@ -938,7 +943,18 @@ fn carrier_thread(mut io: Io, shared: &Shared, cfg: ThreadConfig) {
             && dense
             && io.coalescible()
             && io.wait_coalescing(shared, t + cfg.coalesce, now());
-        if !coalesced {
+        // Dense traffic that may not be coalesced (it asked for answers, or for prompt
+        // acknowledgements): the next datagram is most likely a few microseconds away, and on
+        // these machines a sleep in the driver and the wake-up that ends it cost more than
+        // handing the CPU to the other threads once and looking again. At most
+        // YIELDS_BEFORE_SLEEP times in a row, then the thread sleeps as usual.
+        if coalesced {
+            spins = 0;
+        } else if cfg.instant && dense && io.received() > 0 && spins < YIELDS_BEFORE_SLEEP {
+            spins += 1;
+            std::thread::yield_now();
+        } else {
+            spins = 0;
             io.wait(shared, Some(until), now(), cfg.instant);
         }
     }
