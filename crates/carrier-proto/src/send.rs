@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::arena::PayloadArena;
 use crate::frame::{EncodeContext, OutMessage};
@@ -595,11 +595,16 @@ impl SendState {
             self.queued_messages = self.queued_messages.saturating_sub(1);
             let done = self.queues[p].pop_front()?;
             self.detached[p] = self.detached[p].saturating_sub(1);
+            let mut payload = done.payload;
             if fragment.is_some() {
-                done.payload.slice(range)
-            } else {
-                done.payload
+                // The last fragment, which ends the message: the message's own `Bytes`,
+                // advanced, rather than a new slice and a drop (two writes of the chunk's
+                // reference count, crate::arena).
+                debug_assert_eq!(range.end, payload.len());
+                payload.truncate(range.end);
+                payload.advance(range.start);
             }
+            payload
         } else {
             let head = self.queues[p].front_mut()?;
             if let Some((_, next)) = head.fragments.as_mut() {
