@@ -63,6 +63,15 @@ fn fragment_size_for(max_datagram_size: usize) -> usize {
         .max(1)
 }
 
+/// The peer's receive window and the fragment size agreed in `limits` (see
+/// `Connection::send_limits`).
+fn send_limits_of(limits: &Limits) -> (usize, usize) {
+    (
+        usize::try_from(limits.receive_window).unwrap_or(usize::MAX),
+        fragment_size_for(usize::from(limits.max_datagram_size)),
+    )
+}
+
 /// The state of a connection as the application sees it (the original's four states).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConnectionState {
@@ -319,10 +328,7 @@ impl Connection {
 
     /// The send side's peer window and fragment size under the agreed limits.
     fn send_limits(&self) -> (usize, usize) {
-        (
-            usize::try_from(self.limits.receive_window).unwrap_or(usize::MAX),
-            fragment_size_for(usize::from(self.limits.max_datagram_size)),
-        )
+        send_limits_of(&self.limits)
     }
 
     /// Borrows the endpoint's scratch buffers before a call. A connection that already holds
@@ -534,19 +540,21 @@ impl Connection {
         reliability: Reliability,
         payload: Bytes,
     ) {
-        let (peer_window, fragment_size) = self.send_limits();
-        let (initial, ttl) = (self.config.initial_sequence, self.config.unreliable_ttl);
         let now = self.clock;
+        // The send side's parameters are read only when it is created (the first message):
+        // the closure borrows the fields, not `self`, which `self.send` does.
+        let (limits, config) = (&self.limits, &self.config);
         self.send.enqueue(
             key,
             reliability.is_reliable(),
             payload,
-            self.message_mtu(),
+            message_mtu_for(usize::from(limits.max_datagram_size)),
             now,
             || {
-                let mut s = SendState::new(initial, now);
+                let (peer_window, fragment_size) = send_limits_of(limits);
+                let mut s = SendState::new(config.initial_sequence, now);
                 s.configure(peer_window, fragment_size);
-                s.set_unreliable_ttl(ttl);
+                s.set_unreliable_ttl(config.unreliable_ttl);
                 s
             },
         );
