@@ -177,10 +177,21 @@ pub(crate) struct OutMessage {
     pub len: usize,
 }
 
-/// Writer-side implicit-field context, reset for every packet (docs/protocol.md §8).
+/// Writer-side implicit-field context, reset for every packet (docs/protocol.md §8): what the
+/// previous message frame lets the next one leave implicit.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct EncodeContext {
-    prev: Option<OutMessage>,
+    prev: Option<Prev>,
+}
+
+/// The previous message frame of the packet, as the next one is compared with it.
+#[derive(Clone, Copy, Debug)]
+struct Prev {
+    channel: u8,
+    priority: Priority,
+    /// Its `s` + 1 and `r` + (1 if reliable): the numbers a frame may leave implicit.
+    next_seq: u64,
+    next_rel: u64,
 }
 
 impl EncodeContext {
@@ -188,20 +199,19 @@ impl EncodeContext {
         self.prev.map_or(0, |p| p.channel)
     }
 
+    /// Whether `m` continues the previous frame's stream: same channel and priority, the next
+    /// `s` and `r`.
+    fn continues(&self, m: &OutMessage) -> bool {
+        self.prev.is_some_and(|p| {
+            p.channel == m.channel
+                && p.priority == m.priority
+                && p.next_seq == m.seq
+                && p.next_rel == m.rel
+        })
+    }
+
     fn needs_seq(&self, m: &OutMessage) -> bool {
-        if m.fragment.is_some() {
-            return true;
-        }
-        match self.prev {
-            Some(p) => {
-                let rel = p.rel + u64::from(p.reliable);
-                !(p.channel == m.channel
-                    && p.priority == m.priority
-                    && p.seq.wrapping_add(1) == m.seq
-                    && rel == m.rel)
-            }
-            None => true,
-        }
+        m.fragment.is_some() || !self.continues(m)
     }
 
     /// Bytes the header of `m` takes in this context.
@@ -219,6 +229,15 @@ impl EncodeContext {
         n
     }
 
+    fn remember(&mut self, m: &OutMessage) {
+        self.prev = Some(Prev {
+            channel: m.channel,
+            priority: m.priority,
+            next_seq: m.seq.wrapping_add(1),
+            next_rel: m.rel.wrapping_add(u64::from(m.reliable)),
+        });
+    }
+
     /// Writes the header of `m` and its payload, or nothing (`BufferTooSmall`) if they do not
     /// fit. The header is written in place, then the payload in one copy.
     #[inline]
@@ -231,6 +250,33 @@ impl EncodeContext {
         let mut flags = MSG | ((m.priority.index() as u8) << MSG_PRIORITY_SHIFT);
         if m.reliable {
             flags |= MSG_RELIABLE;
+        }
+        // The common frame in a full packet: a whole message that continues the previous
+        // one's stream (implicit channel and numbers) and is shorter than 16 KiB: flags and a
+        // one- or two-byte length, the same bytes the general path below writes.
+        if m.fragment.is_none() && payload.len() < (1 << 14) && self.continues(m) {
+            let len = payload.len();
+            let n = if len < (1 << 6) { 2 } else { 3 };
+            let dst = w.reserve(n + len)?;
+            let (head, body) = dst.split_at_mut(n);
+            match head {
+                [f, l] => {
+                    *f = flags;
+                    *l = len as u8;
+                }
+                [f, l0, l1] => {
+                    *f = flags;
+                    [*l0, *l1] = (len as u16 | 0x4000).to_be_bytes();
+                }
+                _ => {}
+            }
+            body.copy_from_slice(payload);
+            // `prev` moves on by one message of the same stream.
+            if let Some(p) = &mut self.prev {
+                p.next_seq = m.seq.wrapping_add(1);
+                p.next_rel = m.rel.wrapping_add(u64::from(m.reliable));
+            }
+            return Ok(());
         }
         let channel = m.channel != self.prev_channel();
         let seq = self.needs_seq(m);
@@ -278,7 +324,7 @@ impl EncodeContext {
             _ => h.put_varint(len)?,
         }
         body.copy_from_slice(payload);
-        self.prev = Some(*m);
+        self.remember(m);
         Ok(())
     }
 }
@@ -356,6 +402,37 @@ mod tests {
         let n = w.len();
         // flags: 1000_0000 | R=0 | PP=10 <<4 | C | S = 0xAC
         assert_eq!(&buf[..n], &[0xAC, 3, 0, 0, 0, 5, 0, 0, 0, 2, 2, b'h', b'i']);
+    }
+
+    #[test]
+    fn golden_implicit_frame_bytes() {
+        // The frames that continue a stream (written by a path of their own): flags and a one-
+        // or two-byte length; one that does not fit writes nothing and changes nothing.
+        let mut buf = [0u8; 100];
+        let mut w = Writer::new(&mut buf);
+        let mut e = EncodeContext::default();
+        e.write(&mut w, &msg(2, Priority::Normal, true, 7, 4), b"a")
+            .unwrap();
+        let implicit = |seq, rel| OutMessage {
+            len: 0,
+            ..msg(2, Priority::Normal, true, seq, rel)
+        };
+        e.write(&mut w, &implicit(8, 5), b"bc").unwrap();
+        let long = [9u8; 64];
+        e.write(&mut w, &implicit(9, 6), &long).unwrap();
+        assert_eq!(
+            e.write(&mut w, &implicit(10, 7), &[1u8; 30]),
+            Err(WireError::BufferTooSmall)
+        );
+        let n = w.len();
+        // Explicit first frame: 0xC0 | PP=01 <<4 | C | S = 0xDC.
+        let mut expected = vec![0xDC, 2, 0, 0, 0, 7, 0, 0, 0, 4, 1, b'a'];
+        expected.extend_from_slice(&[0xD0, 2, b'b', b'c']);
+        expected.extend_from_slice(&[0xD0, 0x40, 64]);
+        expected.extend_from_slice(&long);
+        assert_eq!(&buf[..n], &expected[..]);
+        // The failed write left the context as it was: the next frame is still implicit.
+        assert_eq!(e.header_len(&implicit(10, 7)), 2);
     }
 
     #[test]
