@@ -56,12 +56,10 @@ struct Outgoing {
     /// Fragment size and the next fragment index, for messages split in fragments.
     fragments: Option<(usize, u64)>,
     /// When it was queued (unreliable messages expire, docs/protocol.md §16). While
-    /// `provisional`, the last instant the connection knew when the message was queued (the
-    /// message was queued at or after it); [`SendState::stamp`] replaces it with the next
-    /// instant the connection learns.
+    /// provisional (one of the last `SendState::provisional` messages of its queue), the last
+    /// instant the connection knew when the message was queued (the message was queued at or
+    /// after it); [`SendState::stamp`] replaces it with the next instant the connection learns.
     queued_at: Instant,
-    /// Whether `queued_at` is only a lower bound (above).
-    provisional: bool,
 }
 
 impl Outgoing {
@@ -239,6 +237,10 @@ pub(crate) struct SendState {
     /// Whether a message was queued since the last [`stamp`](Self::stamp) (the connection
     /// stamps on every input and poll; most find nothing to stamp).
     unstamped: bool,
+    /// Messages queued in each class since the last [`stamp`](Self::stamp): the provisional
+    /// ones are the last `min(provisional[p], queues[p].len())` of the queue (messages leave
+    /// from the front only).
+    provisional: [usize; 3],
     /// Chunks of this connection's own for the payloads `detach_waiting` copies out of the
     /// endpoint's shared arena while the queue is deep (a bulk sender would otherwise allocate
     /// a buffer per message); dropped when the queues are empty.
@@ -264,6 +266,7 @@ impl SendState {
             expired: 0,
             now,
             unstamped: false,
+            provisional: [0; 3],
             detach_arena: None,
         }
     }
@@ -339,6 +342,7 @@ impl SendState {
         self.queued_bytes += payload.len();
         self.queued_messages += 1;
         self.unstamped = true;
+        self.provisional[p] += 1;
         self.queues[p].push_back(Outgoing {
             key,
             reliable,
@@ -347,7 +351,6 @@ impl SendState {
             payload,
             fragments,
             queued_at: now,
-            provisional: true,
         });
     }
 
@@ -356,18 +359,17 @@ impl SendState {
     /// exact clock: `Endpoint::send` has none, and a stamp from before a pause in which the
     /// connection saw no time (an idle connection, a stalled caller) would expire a message
     /// that never had a chance to leave. O(1) amortized: the provisional messages are the tail
-    /// of each queue, each is stamped once.
+    /// of each queue, each is stamped once. `now` is at or after every provisional queueing
+    /// time (the connection's clock, which never goes back, gives both).
     pub(crate) fn stamp(&mut self, now: Instant) {
         if !std::mem::take(&mut self.unstamped) {
             return;
         }
-        for q in &mut self.queues {
-            for m in q.iter_mut().rev() {
-                if !m.provisional {
-                    break;
-                }
-                m.queued_at = m.queued_at.max(now);
-                m.provisional = false;
+        for (q, provisional) in self.queues.iter_mut().zip(&mut self.provisional) {
+            let n = std::mem::take(provisional).min(q.len());
+            for m in q.range_mut(q.len() - n..) {
+                debug_assert!(m.queued_at <= now, "stamp before the queueing time");
+                m.queued_at = now;
             }
         }
     }
@@ -693,6 +695,7 @@ impl SendState {
             q.clear();
         }
         self.detached = [0; 3];
+        self.provisional = [0; 3];
         for q in &mut self.retransmit {
             q.clear();
         }
