@@ -367,6 +367,9 @@ impl SendState {
         }
         for (q, provisional) in self.queues.iter_mut().zip(&mut self.provisional) {
             let n = std::mem::take(provisional).min(q.len());
+            if n == 0 {
+                continue;
+            }
             for m in q.range_mut(q.len() - n..) {
                 debug_assert!(m.queued_at <= now, "stamp before the queueing time");
                 m.queued_at = now;
@@ -471,6 +474,7 @@ impl SendState {
     }
 
     /// [`expire_unreliable`](Self::expire_unreliable) of priority class `p` only.
+    #[inline]
     fn expire_queue(&mut self, p: usize, now: Instant) {
         let (q, detached) = (&mut self.queues[p], &mut self.detached[p]);
         while let Some(head) = q.front() {
@@ -500,7 +504,10 @@ impl SendState {
         let dense = self.queued_bytes >= DENSE_QUEUE_BYTES;
         for (q, detached) in self.queues.iter_mut().zip(&mut self.detached) {
             while let Some(m) = q.get_mut(*detached) {
-                if now.saturating_duration_since(m.queued_at) <= DETACH_AFTER {
+                // Queued at `now` (stamped by this very poll) is the common case: a comparison
+                // answers it.
+                if m.queued_at >= now || now.saturating_duration_since(m.queued_at) <= DETACH_AFTER
+                {
                     break;
                 }
                 if dense && !m.payload.is_unique() {
