@@ -306,20 +306,22 @@ impl Connection {
             let payload = datagram
                 .get(m.payload.clone())
                 .ok_or(DropReason::Malformed)?;
-            let msg = IncomingMessage {
-                seq: s,
-                rel: r,
-                reliable: m.reliable,
-                fragment: m
-                    .fragment
-                    .map(|(index, count)| FragmentInfo { index, count }),
-                payload,
-            };
             // Malformed frames (above the agreed maximum, impossible or inconsistent fragments)
             // drop the whole packet before anything is applied or acknowledged.
-            let cost = stream
-                .precheck(&msg, max_message)
-                .map_err(|_| DropReason::Malformed)?;
+            let cost = match m.fragment {
+                None => stream.precheck_whole(m.reliable, r, payload.len(), max_message),
+                Some((index, count)) => stream.precheck(
+                    &IncomingMessage {
+                        seq: s,
+                        rel: r,
+                        reliable: m.reliable,
+                        fragment: Some(FragmentInfo { index, count }),
+                        payload,
+                    },
+                    max_message,
+                ),
+            }
+            .map_err(|_| DropReason::Malformed)?;
             charge = charge.saturating_add(cost);
             seqs.push((s, r));
             prev = Some((s, r, m.reliable));
@@ -442,13 +444,6 @@ impl Connection {
             priority,
         };
         let initial = self.config.initial_sequence;
-        let msg = IncomingMessage {
-            seq: s,
-            rel: r,
-            reliable,
-            fragment: fragment.map(|(index, count)| FragmentInfo { index, count }),
-            payload,
-        };
         let id = self.id;
         let delivered = &mut lent(&mut self.lent).delivered;
         let mut deliver = |payload: Bytes, reliable: bool| {
@@ -470,7 +465,31 @@ impl Connection {
             // Created if missing: never happens.
             return;
         };
-        match stream.on_message(now, msg, &mut self.budget, copy, &mut deliver) {
+        let outcome = match fragment {
+            None => stream.on_whole(
+                s,
+                r,
+                reliable,
+                payload,
+                &mut self.budget,
+                copy,
+                &mut deliver,
+            ),
+            Some((index, count)) => stream.on_message(
+                now,
+                IncomingMessage {
+                    seq: s,
+                    rel: r,
+                    reliable,
+                    fragment: Some(FragmentInfo { index, count }),
+                    payload,
+                },
+                &mut self.budget,
+                copy,
+                &mut deliver,
+            ),
+        };
+        match outcome {
             Ok(RecvOutcome::DroppedNoBudget) => {
                 // Reassembly memory is short: drop stale partial unreliable messages.
                 for s in self.recv.iter_mut().flatten() {

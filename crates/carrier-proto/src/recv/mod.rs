@@ -223,11 +223,7 @@ impl RecvStream {
     ) -> Result<usize, RecvError> {
         let len = msg.payload.len();
         let Some(frag) = msg.fragment else {
-            if len > max_message_size {
-                return Err(RecvError::Malformed("message above max_message_size"));
-            }
-            let buffered = msg.reliable && msg.rel > self.next_r && !self.is_queued(msg.rel);
-            return Ok(if buffered { message_cost(len) } else { 0 });
+            return self.precheck_whole(msg.reliable, msg.rel, len, max_message_size);
         };
         validate_fragment(frag, len, max_message_size)?;
         if !msg.reliable {
@@ -250,6 +246,22 @@ impl RecvStream {
         }
     }
 
+    /// [`precheck`](Self::precheck) of a whole (unfragmented) message of `len` bytes.
+    #[inline]
+    pub fn precheck_whole(
+        &self,
+        reliable: bool,
+        rel: u64,
+        len: usize,
+        max_message_size: usize,
+    ) -> Result<usize, RecvError> {
+        if len > max_message_size {
+            return Err(RecvError::Malformed("message above max_message_size"));
+        }
+        let buffered = reliable && rel > self.next_r && !self.is_queued(rel);
+        Ok(if buffered { message_cost(len) } else { 0 })
+    }
+
     /// Applies one message frame. Every message that becomes deliverable is passed, in order, to
     /// `deliver(payload, reliable)`; budgets are charged and released as messages are buffered,
     /// delivered and dropped. On `Err` nothing has changed.
@@ -267,19 +279,15 @@ impl RecvStream {
         deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
         match (msg.fragment, msg.reliable) {
-            (None, reliable) => {
-                if msg.payload.len() > budget.max_message_size {
-                    return Err(RecvError::Malformed("message above max_message_size"));
-                }
-                if reliable {
-                    self.on_reliable_whole(msg, budget, copy, deliver)
-                } else if !self.unreliable_in_order(msg.seq, msg.rel) {
-                    Ok(RecvOutcome::Discarded)
-                } else {
-                    let payload = copy.copy(msg.payload);
-                    Ok(self.on_unreliable_whole(msg.seq, msg.rel, payload, budget, deliver))
-                }
-            }
+            (None, reliable) => self.on_whole(
+                msg.seq,
+                msg.rel,
+                reliable,
+                msg.payload,
+                budget,
+                copy,
+                deliver,
+            ),
             (Some(frag), reliable) => {
                 validate_fragment(frag, msg.payload.len(), budget.max_message_size)?;
                 if reliable {
@@ -288,6 +296,32 @@ impl RecvStream {
                     self.on_unreliable_fragment(now, msg, frag, budget, copy, deliver)
                 }
             }
+        }
+    }
+
+    /// [`on_message`](Self::on_message) of a whole (unfragmented) message, given by its fields.
+    #[inline]
+    #[allow(clippy::too_many_arguments)] // one message frame, spread out
+    pub fn on_whole(
+        &mut self,
+        seq: u64,
+        rel: u64,
+        reliable: bool,
+        payload: &[u8],
+        budget: &mut RecvBudget,
+        copy: &mut PacketCopy<'_>,
+        deliver: &mut impl FnMut(Bytes, bool),
+    ) -> Result<RecvOutcome, RecvError> {
+        if payload.len() > budget.max_message_size {
+            return Err(RecvError::Malformed("message above max_message_size"));
+        }
+        if reliable {
+            self.on_reliable_whole(seq, rel, payload, budget, copy, deliver)
+        } else if !self.unreliable_in_order(seq, rel) {
+            Ok(RecvOutcome::Discarded)
+        } else {
+            let payload = copy.copy(payload);
+            Ok(self.on_unreliable_whole(seq, rel, payload, budget, deliver))
         }
     }
 
@@ -313,36 +347,31 @@ impl RecvStream {
     #[inline]
     fn on_reliable_whole(
         &mut self,
-        msg: IncomingMessage<'_>,
+        seq: u64,
+        rel: u64,
+        payload: &[u8],
         budget: &mut RecvBudget,
         copy: &mut PacketCopy<'_>,
         deliver: &mut impl FnMut(Bytes, bool),
     ) -> Result<RecvOutcome, RecvError> {
-        if msg.rel < self.next_r || self.is_queued(msg.rel) {
+        if rel < self.next_r || self.is_queued(rel) {
             return Ok(RecvOutcome::Duplicate);
         }
-        if self.is_partial(msg.rel) {
+        if self.is_partial(rel) {
             return Err(RecvError::Malformed(
                 "whole message with the index of a fragmented one",
             ));
         }
-        if msg.rel == self.next_r {
-            let payload = copy.copy(msg.payload);
-            self.deliver_reliable(msg.seq, payload, budget, deliver);
+        if rel == self.next_r {
+            let payload = copy.copy(payload);
+            self.deliver_reliable(seq, payload, budget, deliver);
             return Ok(RecvOutcome::Delivered);
         }
         // Queued behind a gap: a buffer of its own (it may wait long).
-        let payload = Bytes::copy_from_slice(msg.payload);
+        let payload = Bytes::copy_from_slice(payload);
         let cost = message_cost(payload.len());
         self.charge_reliable(budget, cost);
-        self.queued.insert(
-            msg.rel,
-            Queued {
-                seq: msg.seq,
-                payload,
-                cost,
-            },
-        );
+        self.queued.insert(rel, Queued { seq, payload, cost });
         Ok(RecvOutcome::Queued)
     }
 
