@@ -107,6 +107,26 @@ pub(crate) fn parse_frames(
             out.push(frame);
             continue;
         }
+        // The common frame in a full packet: a whole message that continues the previous one's
+        // stream (no channel, numbers or fragment fields; the priority of the previous frame):
+        // what the general path below decides for it, without its checks.
+        if let Some((channel, priority)) = prev
+            && t & (MSG_CHANNEL | MSG_SEQ | MSG_FRAGMENT | MSG_RESERVED) == 0
+            && usize::from((t & MSG_PRIORITY_MASK) >> MSG_PRIORITY_SHIFT) == priority.index()
+        {
+            let len = usize::try_from(r.varint()?).map_err(|_| WireError::Malformed("length"))?;
+            let start = base + r.position();
+            r.bytes(len)?;
+            out.push(Frame::Message(MessageFrame {
+                channel,
+                priority,
+                reliable: t & MSG_RELIABLE != 0,
+                explicit: None,
+                fragment: None,
+                payload: start..start + len,
+            }));
+            continue;
+        }
         if t & MSG_RESERVED != 0 {
             return Err(WireError::Malformed("reserved message flag"));
         }
@@ -478,5 +498,45 @@ mod tests {
         );
         assert!(parse(&[FRAME_DISCONNECT]).is_err(), "truncated disconnect");
         assert!(parse(&[FRAME_PING, FRAME_DISCONNECT, 3]).is_ok());
+        // Implicit frames after an explicit one (channel 0, Normal priority, "a").
+        let first = [0x94, 0, 0, 0, 1, 0, 0, 0, 1, 1, b'a'];
+        let with = |tail: &[u8]| [&first[..], tail].concat();
+        assert!(
+            parse(&with(&[0x90, 1, b'b'])).is_ok(),
+            "implicit, same stream"
+        );
+        assert!(
+            parse(&with(&[0xD0, 0x40, 1, b'b'])).is_ok(),
+            "2-byte length"
+        );
+        assert!(parse(&with(&[0x90, 2, b'b'])).is_err(), "truncated payload");
+        assert!(parse(&with(&[0x90])).is_err(), "truncated length");
+        assert!(
+            parse(&with(&[0xA0, 1, b'b'])).is_err(),
+            "implicit, other priority"
+        );
+        assert!(parse(&with(&[0x91, 1, b'b'])).is_err(), "reserved bit");
+        assert!(parse(&with(&[0xB0, 1, b'b'])).is_err(), "priority 3");
+        let mut frames = Vec::new();
+        let mut ranges = Vec::new();
+        parse_frames(
+            &with(&[0xD0, 2, b'b', b'c']),
+            10,
+            ctx(),
+            &mut frames,
+            &mut ranges,
+        )
+        .unwrap();
+        assert_eq!(
+            frames[1],
+            Frame::Message(MessageFrame {
+                channel: 0,
+                priority: Priority::Normal,
+                reliable: true,
+                explicit: None,
+                fragment: None,
+                payload: 23..25,
+            })
+        );
     }
 }
