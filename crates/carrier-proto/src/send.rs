@@ -602,9 +602,9 @@ impl SendState {
         let payload = if last {
             self.queued_bytes = self.queued_bytes.saturating_sub(total);
             self.queued_messages = self.queued_messages.saturating_sub(1);
-            let done = self.queues[p].pop_front()?;
+            // Only the payload of the message is still needed.
+            let mut payload = self.queues[p].pop_front()?.payload;
             self.detached[p] = self.detached[p].saturating_sub(1);
-            let mut payload = done.payload;
             if fragment.is_some() {
                 // The last fragment, which ends the message: the message's own `Bytes`,
                 // advanced, rather than a new slice and a drop (two writes of the chunk's
