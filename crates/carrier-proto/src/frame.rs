@@ -539,4 +539,84 @@ mod tests {
             })
         );
     }
+
+    proptest::proptest! {
+        /// Any sequence of message frames, continuing streams or not, encodes to bytes that
+        /// parse back to the same messages (numbers derived as the receiver derives implicit
+        /// ones), and every frame's header is as long as `header_len` predicted.
+        #[test]
+        fn message_frames_round_trip(
+            specs in proptest::collection::vec(
+                (
+                    0u8..3,
+                    0usize..3,
+                    proptest::bool::ANY,
+                    proptest::option::of((0u64..4, 1u64..4)),
+                    proptest::bool::ANY,
+                    (0u64..1 << 40, 0u64..1 << 40),
+                    proptest::prop_oneof![
+                        0usize..300,
+                        proptest::sample::select(vec![63usize, 64, 65, 16_383, 16_384, 20_000]),
+                    ],
+                ),
+                1..40,
+            )
+        ) {
+            let mut msgs = Vec::new();
+            let mut prev: Option<OutMessage> = None;
+            for (channel, priority, reliable, fragment, cont, (seq, rel), len) in specs {
+                let priority = [Priority::High, Priority::Normal, Priority::Low][priority];
+                let fragment = fragment.map(|(i, extra)| (i, i + extra + 1));
+                let m = match prev.filter(|_| cont) {
+                    Some(p) => OutMessage {
+                        channel: p.channel,
+                        priority: p.priority,
+                        reliable,
+                        seq: p.seq.wrapping_add(1),
+                        rel: p.rel + u64::from(p.reliable),
+                        fragment,
+                        len,
+                    },
+                    None => OutMessage { channel, priority, reliable, seq, rel, fragment, len },
+                };
+                prev = Some(m);
+                msgs.push(m);
+            }
+            let mut buf = vec![0u8; msgs.iter().map(|m| m.len + 32).sum()];
+            let mut w = Writer::new(&mut buf);
+            let mut e = EncodeContext::default();
+            for (i, m) in msgs.iter().enumerate() {
+                let payload: Vec<u8> = (0..m.len).map(|b| (b + i) as u8).collect();
+                let (before, header) = (w.len(), e.header_len(m));
+                e.write(&mut w, m, &payload).unwrap();
+                proptest::prop_assert_eq!(w.len() - before, header + m.len, "frame {}", i);
+            }
+            let n = w.len();
+            let (mut frames, mut ranges) = (Vec::new(), Vec::new());
+            parse_frames(&buf[..n], 0, ctx(), &mut frames, &mut ranges).unwrap();
+            proptest::prop_assert_eq!(frames.len(), msgs.len());
+            let mut numbers: Option<(u32, u32, bool)> = None;
+            for (i, (f, m)) in frames.iter().zip(&msgs).enumerate() {
+                let Frame::Message(f) = f else {
+                    return Err(proptest::test_runner::TestCaseError::fail("not a message"));
+                };
+                let (s, r) = match (f.explicit, numbers) {
+                    (Some(sr), _) => sr,
+                    (None, Some((s, r, reliable))) => (s.wrapping_add(1), r + u32::from(reliable)),
+                    (None, None) => {
+                        return Err(proptest::test_runner::TestCaseError::fail("no numbers"));
+                    }
+                };
+                numbers = Some((s, r, f.reliable));
+                proptest::prop_assert_eq!(
+                    (f.channel, f.priority, f.reliable, f.fragment),
+                    (m.channel, m.priority, m.reliable, m.fragment),
+                    "frame {}", i
+                );
+                proptest::prop_assert_eq!((s, r), (m.seq as u32, m.rel as u32), "frame {}", i);
+                let expected: Vec<u8> = (0..m.len).map(|b| (b + i) as u8).collect();
+                proptest::prop_assert_eq!(&buf[f.payload.clone()], &expected[..], "frame {}", i);
+            }
+        }
+    }
 }
