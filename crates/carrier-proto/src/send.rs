@@ -610,7 +610,6 @@ impl SendState {
                 // advanced, rather than a new slice and a drop (two writes of the chunk's
                 // reference count, crate::arena).
                 debug_assert_eq!(range.end, payload.len());
-                payload.truncate(range.end);
                 payload.advance(range.start);
             }
             payload

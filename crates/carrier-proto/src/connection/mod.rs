@@ -541,23 +541,18 @@ impl Connection {
         payload: Bytes,
     ) {
         let now = self.clock;
+        let mtu = self.message_mtu();
         // The send side's parameters are read only when it is created (the first message):
         // the closure borrows the fields, not `self`, which `self.send` does.
         let (limits, config) = (&self.limits, &self.config);
-        self.send.enqueue(
-            key,
-            reliability.is_reliable(),
-            payload,
-            message_mtu_for(usize::from(limits.max_datagram_size)),
-            now,
-            || {
+        self.send
+            .enqueue(key, reliability.is_reliable(), payload, mtu, now, || {
                 let (peer_window, fragment_size) = send_limits_of(limits);
                 let mut s = SendState::new(config.initial_sequence, now);
                 s.configure(peer_window, fragment_size);
                 s.set_unreliable_ttl(config.unreliable_ttl);
                 s
-            },
-        );
+            });
     }
 
     /// Whether a message of `len` bytes on stream `key` would be queued by
